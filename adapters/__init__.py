@@ -1,0 +1,53 @@
+"""normspec.adapters: the built-in adapters and the loader for third-party ones.
+
+A built-in adapter is one file here plus its expectations file
+(expectations/<adapter id>.toml). A third-party adapter is named as
+`package.module:attr`, where attr is an Adapter subclass or instance.
+"""
+from __future__ import annotations
+
+import importlib
+
+from normspec.errors import UsageError
+
+from .base import DTYPES, OPS, Adapter, Capabilities, Conventions, FunctionalLayer, Layer
+
+BUILTIN = {
+    "numpy": "normspec.adapters.numpy_reference:NumpyReferenceAdapter",
+    "torch": "normspec.adapters.torch_modules:TorchAdapter",
+    "torch-channels-last": "normspec.adapters.torch_modules:TorchChannelsLastAdapter",
+    "flax-linen": "normspec.adapters.flax_linen:FlaxLinenAdapter",
+    "flax-nnx": "normspec.adapters.flax_nnx:FlaxNnxAdapter",
+    "keras": "normspec.adapters.keras_layers:KerasAdapter",
+    "tf-nn": "normspec.adapters.tf_nn:TfNnAdapter",
+}
+
+
+def load_adapter(target: str) -> Adapter:
+    """The adapter named by a built-in ID or by `package.module:attr`; UsageError otherwise."""
+    path = BUILTIN.get(target, target)
+    if ":" not in path:
+        raise UsageError(f"unknown adapter {target!r}: use one of {', '.join(BUILTIN)} or package.module:attr")
+    module_name, _, attr = path.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise UsageError(f"adapter {target!r} cannot be imported ({error}); install its framework, "
+                         f"e.g. pip install 'normspec[{_extra(target)}]'") from None
+    try:
+        obj = getattr(module, attr)
+    except AttributeError:
+        raise UsageError(f"adapter {target!r}: module {module_name} has no attribute {attr!r}") from None
+    adapter = obj() if isinstance(obj, type) else obj
+    if not isinstance(adapter, Adapter) or not adapter.id:
+        raise UsageError(f"adapter {target!r} is not an Adapter with an id (see adapters/base.py)")
+    return adapter
+
+
+def _extra(target: str) -> str:
+    return {"torch-channels-last": "torch", "flax-linen": "jax", "flax-nnx": "jax",
+            "keras": "tensorflow", "tf-nn": "tensorflow"}.get(target, target)
+
+
+__all__ = ["Adapter", "Capabilities", "Conventions", "Layer", "FunctionalLayer", "BUILTIN", "OPS", "DTYPES",
+           "load_adapter"]

@@ -1,0 +1,138 @@
+"""The adapter interface: how normspec talks to an implementation under test.
+
+An adapter is a subclass of `Adapter` that declares its conventions and what it
+covers, and implements the ops it covers as NumPy-in, NumPy-out methods. All
+translation between normspec's canonical form and the framework's happens in
+one place, `normspec.cases`, from these declarations; the tests never name a
+framework.
+
+Arrays arrive as NumPy arrays of the dtype under test (bfloat16 as
+ml_dtypes.bfloat16) and in the adapter's layout (`Conventions.channel_axis`).
+Affine parameters and running statistics come in the same dtype as x, or None:
+a None weight/bias means "no affine parameter" (configure the layer without it);
+a None running statistic in BatchNorm training means "the fresh layer's own
+initial state". Return NumPy arrays; the suite checks their shape and dtype.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+
+OPS = ("batch_norm", "layer_norm", "group_norm", "instance_norm", "rms_norm")
+DTYPES = ("float16", "bfloat16", "float32", "float64")
+
+
+@dataclass(frozen=True)
+class Conventions:
+    """How the implementation spells the spec's quantities (translated in normspec.cases).
+
+    channel_axis: where BatchNorm/GroupNorm/InstanceNorm inputs keep channels (1 or -1).
+    momentum_weights: "new_batch" (running <- (1-a)*running + a*batch, PyTorch) or
+        "old_value" (running <- m*running + (1-m)*batch, Keras/Flax); spec BN-4.1.
+    running_var_estimator: "unbiased" or "biased", the profile parameter of BN-4.4.
+    default_eps: the framework's default eps per op, informative (spec/defaults.md).
+    """
+
+    channel_axis: int = 1
+    momentum_weights: str = "new_batch"
+    running_var_estimator: str = "unbiased"
+    default_eps: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What the adapter covers; everything else is reported as not applicable.
+
+    dtypes_by_op narrows `dtypes` for single ops, e.g. {"rms_norm": ("float32",)}.
+    """
+
+    ops: tuple = OPS
+    dtypes: tuple = DTYPES
+    dtypes_by_op: dict = field(default_factory=dict)
+    devices: tuple = ("cpu",)
+    batch_norm_training: bool = True
+    cumulative_average: bool = False  # BN-4.2 through momentum=None
+    instance_norm_running_stats: bool = False  # IN-3
+    rms_norm_bias: bool = False  # RMS-1's optional bias (not drawn by the suite yet)
+
+    def dtypes_for(self, op: str) -> tuple:
+        return tuple(self.dtypes_by_op.get(op, self.dtypes))
+
+
+class Adapter:
+    """Base class of every adapter. Subclasses set the class attributes below."""
+
+    id: str = ""
+    framework: str = ""  # distribution name whose version the report records
+    conventions: Conventions = Conventions()
+    capabilities: Capabilities = Capabilities()
+
+    def framework_version(self) -> str:
+        try:
+            return f"{self.framework} {version(self.framework)}"
+        except PackageNotFoundError:
+            return f"{self.framework} (version unknown)"
+
+    def device_status(self) -> dict:
+        """Map each device in capabilities.devices to None (usable) or the reason it is not."""
+        return {device: None if device == "cpu" else f"{device}: this adapter has no {device} support"
+                for device in self.capabilities.devices}
+
+    # The ops without state: each returns the output as a NumPy array.
+    def layer_norm(self, x, *, normalized_shape, weight, bias, eps, device):
+        raise NotImplementedError
+
+    def group_norm(self, x, *, num_groups, weight, bias, eps, device):
+        raise NotImplementedError
+
+    def rms_norm(self, x, *, normalized_shape, weight, eps, device):
+        raise NotImplementedError
+
+    # The ops with running statistics build a layer object (see `Layer`) that the
+    # suite calls several times, in training and evaluation, and whose state it reads.
+    def batch_norm_layer(self, *, num_features, dtype, weight, bias, running_mean, running_var,
+                         momentum, eps, device) -> "Layer":
+        """running_mean/var None: keep the fresh layer's initial state (BN-4.3).
+        momentum is in this adapter's convention; None asks for the cumulative average."""
+        raise NotImplementedError
+
+    def instance_norm_layer(self, *, num_features, dtype, weight, bias, running_mean, running_var,
+                            momentum, eps, device) -> "Layer":
+        """running_mean/var None: a layer without running statistics (always input statistics);
+        arrays: a layer that tracks running statistics, loaded with these values (IN-3)."""
+        raise NotImplementedError
+
+
+class Layer:
+    """A normalization layer with state, as an adapter builds it.
+
+    `__call__(x, training=...)` runs one step and returns the output; `running_stats()`
+    returns (running_mean, running_var) as NumPy arrays, or (None, None) if none are kept.
+    """
+
+    def __call__(self, x, *, training: bool):
+        raise NotImplementedError
+
+    def running_stats(self):
+        raise NotImplementedError
+
+
+class FunctionalLayer(Layer):
+    """A Layer around a functional form f(x, running_mean, running_var, training, count)
+    that returns (output, running_mean, running_var): the state is kept here.
+
+    Handy for NumPy-level implementations (kernels, the reference), which have no
+    module objects of their own.
+    """
+
+    def __init__(self, function, running_mean, running_var):
+        self._function = function
+        self._mean, self._var, self._count = running_mean, running_var, 0
+
+    def __call__(self, x, *, training: bool):
+        output, self._mean, self._var = self._function(x, self._mean, self._var, training, self._count)
+        self._count += bool(training)
+        return output
+
+    def running_stats(self):
+        return self._mean, self._var

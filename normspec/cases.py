@@ -1,0 +1,270 @@
+"""A test case and how it runs: the one place where conventions are translated.
+
+A Case holds everything one differential check needs: the op, the dtype, the
+inputs of each step (one step for ops without state), whether each step trains,
+the op's attributes and parameters. `run_case` builds the adapter's layer,
+feeds the steps and checks every output and running statistic against the
+reference within the bound of NUM-1.
+"""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+
+import ml_dtypes
+import numpy as np
+
+from normspec import tolerance
+from normspec.adapters import Adapter
+from normspec.compare import Context, adapter_call, assert_within, check_array
+from normspec.registry import OPS
+
+
+@dataclass
+class Case:
+    op: str
+    dtype: str
+    inputs: list  # one array per step, in the adapter's layout
+    training: list  # one bool per step
+    eps: float
+    attrs: dict = field(default_factory=dict)  # normalized_shape / num_groups
+    params: dict = field(default_factory=dict)  # weight, bias, running_mean, running_var (or None)
+    momentum: float | None = 0.1  # the spec's new-batch weight alpha (BN-4.1); None = cumulative (BN-4.2)
+    channel_axis: int = 1
+    exact_statistics: bool = False  # NUM-1.4 inputs
+    family: str = ""
+
+    @property
+    def shape(self) -> tuple:
+        return self.inputs[0].shape
+
+    def save(self, path) -> None:
+        """Write the case as .npz (loads without pickle)."""
+        arrays = {f"input_{i}": x.astype(np.float64) for i, x in enumerate(self.inputs)}
+        arrays.update({f"param_{k}": v.astype(np.float64) for k, v in self.params.items() if v is not None})
+        meta = repr({"op": self.op, "dtype": self.dtype, "training": self.training, "eps": self.eps,
+                     "attrs": self.attrs, "momentum": self.momentum, "channel_axis": self.channel_axis,
+                     "exact_statistics": self.exact_statistics, "family": self.family,
+                     "params": sorted(self.params)})
+        np.savez(path, meta=np.array(meta), **arrays)
+
+    @classmethod
+    def load(cls, path) -> "Case":
+        import ast
+        with np.load(path, allow_pickle=False) as data:
+            meta = ast.literal_eval(str(data["meta"]))
+            dtype = np.dtype(ml_dtypes.bfloat16) if meta["dtype"] == "bfloat16" else np.dtype(meta["dtype"])
+            inputs = [data[f"input_{i}"].astype(dtype) for i in range(len(meta["training"]))]
+            params = {k: data[f"param_{k}"].astype(dtype) if f"param_{k}" in data else None for k in meta.pop("params")}
+        return cls(inputs=inputs, params=params, **meta)
+
+
+def numpy_dtype(name: str) -> np.dtype:
+    return np.dtype(ml_dtypes.bfloat16) if name == "bfloat16" else np.dtype(name)
+
+
+def adapter_momentum(adapter: Adapter, alpha: float | None) -> float | None:
+    """BN-4.1: translate the spec's alpha into the adapter's momentum convention."""
+    if alpha is None or adapter.conventions.momentum_weights == "new_batch":
+        return alpha
+    return 1.0 - alpha
+
+
+def make_layer(adapter: Adapter, case: Case, device: str):
+    """The adapter's implementation of case.op as a callable f(x, training) -> output,
+    with `running_stats()` for stateful ops."""
+    p = case.params
+    if OPS[case.op].stateful:
+        build = getattr(adapter, f"{case.op}_layer")
+        channels = case.shape[case.channel_axis]
+        return build(num_features=channels, dtype=case.dtype, weight=p.get("weight"), bias=p.get("bias"),
+                     running_mean=p.get("running_mean"), running_var=p.get("running_var"),
+                     momentum=adapter_momentum(adapter, case.momentum), eps=case.eps, device=device)
+    function = getattr(adapter, case.op)
+    kwargs = dict(case.attrs, weight=p.get("weight"), eps=case.eps, device=device)
+    if case.op != "rms_norm":
+        kwargs["bias"] = p.get("bias")
+    return _Stateless(function, kwargs)
+
+
+class _Stateless:
+    def __init__(self, function, kwargs):
+        self.function, self.kwargs = function, kwargs
+
+    def __call__(self, x, *, training: bool):
+        return self.function(x, **self.kwargs)
+
+
+def reference_step(case: Case, x, running_mean, running_var, training: bool, steps_so_far: int, estimator: str):
+    """The reference's (float64) result and Steps for one step of `case`."""
+    row, p = OPS[case.op], case.params
+    if case.op == "batch_norm":
+        return row.reference(x, p.get("weight"), p.get("bias"), running_mean, running_var, training=training,
+                             momentum=case.momentum, eps=case.eps, channel_axis=case.channel_axis,
+                             running_var_estimator=estimator, num_batches_tracked=steps_so_far,
+                             exact=True, return_steps=True)
+    if case.op == "instance_norm":
+        tracking = running_mean is not None
+        return row.reference(x, p.get("weight"), p.get("bias"), running_mean, running_var,
+                             use_input_stats=training or not tracking, momentum=case.momentum, eps=case.eps,
+                             channel_axis=case.channel_axis, running_var_estimator=estimator,
+                             exact=True, return_steps=True)
+    axis = {"channel_axis": case.channel_axis} if row.channel_axis else {}
+    extra = {"bias": p.get("bias")}
+    output, steps = row.reference(x, weight=p.get("weight"), eps=case.eps, exact=True, return_steps=True,
+                                  **case.attrs, **axis, **extra)
+    return _Plain(output), steps
+
+
+class _Plain:
+    def __init__(self, output):
+        self.output, self.running_mean, self.running_var = output, None, None
+
+
+def run_case(adapter: Adapter, case: Case, device: str, *, clause: str = "NUM-1.1",
+             context: Context | None = None) -> list:
+    """Run every step of `case` on `adapter` and check it against the reference: outputs
+    within the bound of NUM-1.1 (cited as `clause`), running statistics within NUM-1.5.
+    Returns the observed outputs; raises NonConformance."""
+    context = context or Context(adapter.id, case.op, case.dtype, device, case.shape,
+                                 repro=lambda: repro_snippet(adapter.id, case, device))
+    dtype = numpy_dtype(case.dtype)
+    estimator = adapter.conventions.running_var_estimator
+    stateful, op_clause = OPS[case.op].stateful, OPS[case.op].clauses[0]
+    with adapter_call(context, "layer construction", op_clause):
+        layer = make_layer(adapter, case, device)
+        state = _state(layer, case, stateful, dtype, context, initial=True)
+    outputs, trained = [], 0
+    for step, (x, training) in enumerate(zip(case.inputs, case.training)):
+        label = f"step {step + 1} ({'training' if training else 'evaluation'})" if stateful else ""
+        with adapter_call(context, f"call {label}".strip(), op_clause):
+            observed = layer(x, training=training)
+        observed = check_array(observed, shape=x.shape, dtype=dtype, context=context, what=f"output {label}".strip())
+        result, steps = reference_step(case, x, *state, training, trained, estimator)
+        bound = output_bound(case, steps, result.output)
+        assert_within(observed, result.output, bound, clause=clause, context=context, what=f"output {label}".strip(),
+                      dtype=dtype)
+        outputs.append(observed)
+        if stateful:
+            with adapter_call(context, "running_stats()", op_clause):
+                new_state = _state(layer, case, stateful, dtype, context)
+            _check_running(case, x, training, state, new_state, result, steps, trained, context, label)
+            state = new_state
+        trained += bool(training)
+    return outputs
+
+
+def output_bound(case: Case, steps, output):
+    """NUM-1.1's bound for the output of one step of `case`, from the reference's Steps."""
+    p = case.params
+    shape = [1] * output.ndim
+    if OPS[case.op].channel_axis:
+        shape[case.channel_axis] = -1
+    weight = None if p.get("weight") is None else p["weight"].astype(np.float64)
+    bias = None if p.get("bias") is None else p["bias"].astype(np.float64)
+    if OPS[case.op].channel_axis:
+        weight = None if weight is None else weight.reshape(shape)
+        bias = None if bias is None else bias.reshape(shape)
+    return tolerance.output_bound(steps, output, weight, bias, input_dtype=numpy_dtype(case.dtype),
+                                  exact_statistics=case.exact_statistics)
+
+
+def _state(layer, case: Case, stateful: bool, dtype, context: Context, initial: bool = False):
+    """The layer's running statistics as float64 arrays (None, None) when it keeps none."""
+    if not stateful:
+        return None, None
+    mean, var = layer.running_stats()
+    tracking = case.op == "batch_norm" or case.params.get("running_mean") is not None
+    if not tracking:
+        return None, None
+    channels = case.shape[case.channel_axis]
+    values = []
+    for name, value in (("running mean", mean), ("running variance", var)):
+        value = check_array(value, shape=(channels,), dtype=dtype, context=context, what=name)
+        values.append(value.astype(np.float64))
+    if initial and case.params.get("running_mean") is None:
+        # BN-4.3: a fresh layer starts at mean 0 and variance 1.
+        assert_within(values[0], np.zeros(channels), 0, clause="BN-4.3", context=context, what="initial running mean")
+        assert_within(values[1], np.ones(channels), 0, clause="BN-4.3", context=context,
+                      what="initial running variance")
+    return tuple(values)
+
+
+def _check_running(case, x, training, old, new, result, steps, trained, context, label):
+    """BN-3 / NUM-1.5: the running statistics after one step, from the layer's own previous state."""
+    if old[0] is None:
+        return
+    if not training:
+        for name, before, after in (("running mean", old[0], new[0]), ("running variance", old[1], new[1])):
+            assert_within(after, before, 0, clause="BN-3", context=context, what=f"{name} after {label}")
+        return
+    dtype = numpy_dtype(case.dtype)
+    u = tolerance.compute_roundoff(dtype)
+    alpha = 1.0 / (trained + 1) if case.momentum is None else case.momentum
+    others = tuple(i for i in range(x.ndim) if i != case.channel_axis % x.ndim)
+    n = steps.reduction_length
+    estimator = n / (n - 1) if n > 1 else 1.0  # the larger of the two estimators (BN-4.4)
+    mean_error, var_relative = tolerance.batch_statistic_errors(steps, input_dtype=dtype,
+                                                                exact_statistics=case.exact_statistics)
+
+    def per_channel(values):  # mean over the slices of a channel (one for BatchNorm, N for InstanceNorm)
+        return np.mean(np.broadcast_to(values, x.shape), axis=others)
+
+    batch_mean = per_channel(np.abs(steps.mean))
+    batch_var = per_channel(steps.variance) * estimator
+    samples = x.shape[0] if case.op == "instance_norm" else 0  # IN-3 averages N instance statistics
+    for name, before, after, expected, batch, error in (
+            ("running mean", old[0], new[0], result.running_mean, batch_mean, per_channel(mean_error)),
+            ("running variance", old[1], new[1], result.running_var, batch_var,
+             per_channel(var_relative * steps.variance) * estimator)):
+        if samples:
+            error = error + (samples + 1) * u * batch
+        bound = tolerance.running_bound(alpha=alpha, old=before, batch_statistic=batch, new=expected,
+                                        batch_error=error, input_dtype=dtype)
+        clause = "BN-4.2" if case.momentum is None else "NUM-1.5"
+        assert_within(after, expected, bound, clause=clause, context=context, what=f"{name} after {label}",
+                      dtype=dtype)
+
+
+def repro_snippet(adapter_id: str, case: Case, device: str) -> str:
+    """A copy-paste Python snippet that runs this case again and prints the failure."""
+    small = sum(x.size for x in case.inputs) <= 64
+    if small:
+        buffer = io.StringIO()
+        buffer.write("import numpy as np, ml_dtypes\nfrom normspec.cases import Case, run_case\n")
+        buffer.write("from normspec.adapters import load_adapter\n")
+        dtype = "ml_dtypes.bfloat16" if case.dtype == "bfloat16" else f"np.{case.dtype}"
+        arrays = lambda a: None if a is None else f"np.array({a.astype(np.float64).tolist()!r}, dtype={dtype})"
+        buffer.write(f"case = Case(op={case.op!r}, dtype={case.dtype!r}, eps={case.eps!r}, attrs={case.attrs!r},\n")
+        buffer.write(f"    inputs=[{', '.join(arrays(x) for x in case.inputs)}],\n")
+        buffer.write(f"    training={case.training!r}, momentum={case.momentum!r}, channel_axis={case.channel_axis},\n")
+        buffer.write(f"    exact_statistics={case.exact_statistics}, family={case.family!r},\n")
+        buffer.write("    params={" + ", ".join(f"{k!r}: {arrays(v)}" for k, v in case.params.items()) + "})\n")
+        buffer.write(f"run_case(load_adapter({adapter_id!r}), case, {device!r})")
+        return buffer.getvalue()
+    from normspec.failures import save_case
+    path = save_case(case, adapter_id, device)
+    return ("from normspec.cases import Case, run_case\nfrom normspec.adapters import load_adapter\n"
+            f"run_case(load_adapter({adapter_id!r}), Case.load({str(path)!r}), {device!r})")
+
+
+def observe(adapter: Adapter, case: Case, device: str, *, what: str = "output") -> np.ndarray:
+    """The adapter's output for the first step of `case` (shape and dtype checked), as float64."""
+    x = case.inputs[0]
+    context = Context(adapter.id, case.op, case.dtype, device, x.shape,
+                      repro=lambda: repro_snippet(adapter.id, case, device))
+    with adapter_call(context, what, OPS[case.op].clauses[0]):
+        observed = make_layer(adapter, case, device)(x, training=case.training[0])
+    observed = check_array(observed, shape=x.shape, dtype=numpy_dtype(case.dtype), context=context, what=what)
+    return observed.astype(np.float64)
+
+
+def first_step_bound(case: Case, estimator: str = "biased") -> np.ndarray:
+    """NUM-1.1's bound for the first step of `case` from its configured (or initial) state."""
+    p = case.params
+    mean, var = p.get("running_mean"), p.get("running_var")
+    if case.op == "batch_norm" and mean is None:
+        channels = case.shape[case.channel_axis]
+        mean, var = np.zeros(channels), np.ones(channels)
+    result, steps = reference_step(case, case.inputs[0], mean, var, case.training[0], 0, estimator)
+    return output_bound(case, steps, result.output)

@@ -1,0 +1,126 @@
+"""The `normspec` command: read the spec, list adapters, run the conformance check.
+
+    normspec spec --list            every clause ID with its title
+    normspec spec NUM-1.1 BN-4      the text of clauses
+    normspec adapters               built-in adapters and whether they load here
+    normspec check TARGET [...]     the conformance suite against an adapter
+
+Exit status of `check`: 0 all pass or expected, 1 a non-conformance (or an
+expectation that no longer fails), 2 a usage or configuration error.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from importlib.resources import files
+
+from normspec import __version__, clauses
+from normspec.adapters import BUILTIN, DTYPES, OPS, load_adapter
+from normspec.errors import UsageError
+
+
+def _spec(args) -> int:
+    if args.version:
+        print(clauses.spec_version())
+        return 0
+    if args.list or not args.ids:
+        for clause in clauses.index().values():
+            print(f"{clause.id:<9} {clause.title}  [{clause.document}]")
+        return 0
+    for number, clause_id in enumerate(args.ids):
+        try:
+            clause = clauses.lookup(clause_id)
+        except KeyError as error:
+            raise UsageError(error.args[0]) from None
+        print(("\n" if number else "") + f"normspec {clauses.spec_version()}, spec/{clause.document}\n\n{clause.text}")
+    return 0
+
+
+def _adapters(args) -> int:
+    for adapter_id in BUILTIN:
+        try:
+            adapter = load_adapter(adapter_id)
+        except UsageError as error:
+            print(f"{adapter_id:<20} not available: {error}")
+            continue
+        devices = ", ".join(f"{d} ({'ok' if r is None else r})" for d, r in adapter.device_status().items())
+        print(f"{adapter_id:<20} {adapter.framework_version():<24} ops: {', '.join(adapter.capabilities.ops)}; "
+              f"devices: {devices}")
+    return 0
+
+
+def _check(args, extra: list) -> int:
+    load_adapter(args.target)  # a usage error here is reported before pytest starts
+    suite = files("normspec.tests").joinpath("conformance")
+    command = [sys.executable, "-m", "pytest", str(suite), "-p", "normspec.pytest_plugin", "-c", os.devnull,
+               "--rootdir", os.getcwd(), "-p", "no:cacheprovider", "--import-mode=importlib",
+               "--adapter", args.target, "--normspec-profile", args.profile, "-q", "-rfE"]
+    for flag, value in (("--ops", args.ops), ("--dtypes", args.dtypes), ("--devices", args.devices),
+                        ("--examples", args.examples), ("--spec-version", args.spec_version)):
+        if value is not None:
+            command += [flag, str(value)]
+    for path in args.expectations or []:
+        command += ["--expectations", path]
+    if args.report:
+        command += ["--normspec-report", args.report, f"--junitxml={os.path.join(args.report, 'junit.xml')}"]
+    completed = subprocess.run(command + extra)
+    if completed.returncode in (0, 1):
+        return completed.returncode
+    if completed.returncode == 5:
+        print("normspec check: no test applies to this selection (check --ops/--dtypes against the adapter)",
+              file=sys.stderr)
+    return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="normspec", description="The normalization-layer specification and "
+                                     "its conformance suite.")
+    parser.add_argument("--version", action="version", version=f"normspec {__version__} (spec "
+                        f"{clauses.spec_version()})")
+    commands = parser.add_subparsers(dest="command", required=True)
+    spec = commands.add_parser("spec", help="print clauses of the spec")
+    spec.add_argument("ids", nargs="*", metavar="ID", help="clause IDs to print, e.g. NUM-1.1")
+    spec.add_argument("--list", action="store_true", help="list every clause ID with its title")
+    spec.add_argument("--version", action="store_true", help="print the spec version")
+    commands.add_parser("adapters", help="list the built-in adapters and whether they load here")
+    check = commands.add_parser("check", help="run the conformance suite against an adapter",
+                                epilog="Arguments after -- go to pytest unchanged.")
+    check.add_argument("target", metavar="TARGET", help=f"built-in adapter ({', '.join(BUILTIN)}) or "
+                       "package.module:attr")
+    check.add_argument("--ops", help=f"comma-separated subset of {','.join(OPS)}")
+    check.add_argument("--dtypes", help=f"comma-separated subset of {','.join(DTYPES)}")
+    check.add_argument("--devices", help="comma-separated subset of cpu,cuda (default both; absent ones "
+                       "are reported as not run)")
+    check.add_argument("--profile", default="ci", choices=("ci", "dev", "thorough"),
+                       help="Hypothesis profile: ci (derandomized, default), dev, thorough")
+    check.add_argument("--examples", type=int, help="Hypothesis examples per property")
+    check.add_argument("--expectations", action="append", metavar="FILE",
+                       help="an expectations file (TOML) for this adapter (repeatable)")
+    check.add_argument("--report", metavar="DIR", help="write report.json, summary.md and junit.xml to DIR")
+    check.add_argument("--spec-version", help="fail with exit 2 unless the bundled spec has this version")
+    return parser
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra = argv[argv.index("--") + 1:] if "--" in argv else []
+    argv = argv[:argv.index("--")] if "--" in argv else argv
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "spec":
+            return _spec(args)
+        if args.command == "adapters":
+            return _adapters(args)
+        return _check(args, extra)
+    except UsageError as error:
+        print(f"normspec: {error}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # e.g. `normspec spec --list | head`
+        sys.stderr.close()
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

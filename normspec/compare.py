@@ -1,0 +1,104 @@
+"""The one assertion helper and the one failure-message format of normspec.
+
+Every failure names the clause, the adapter, op, shape, dtype and device, the
+worst element with observed vs expected and the bound, and how to reproduce it.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+
+class NonConformance(AssertionError):
+    """An implementation under test disagrees with the clause `clause`."""
+
+    def __init__(self, clause: str, message: str):
+        self.clause = clause
+        super().__init__(f"{clause} violated: {message}")
+
+
+@dataclass
+class Context:
+    """What a failure message says about where it happened."""
+
+    adapter: str
+    op: str
+    dtype: str
+    device: str
+    shape: tuple
+    repro: Callable[[], str] = lambda: "(no reproduction recorded)"
+
+    def header(self, what: str) -> str:
+        return f"{self.adapter} {self.op} {what}, input shape {self.shape}, {self.dtype}, {self.device}"
+
+    def fail(self, clause: str, what: str, detail: str):
+        raise NonConformance(clause, f"{self.header(what)}\n  {detail}\n  reproduce:\n{_indent(self.repro())}")
+
+
+@contextmanager
+def adapter_call(context: Context, what: str, clause: str):
+    """An implementation that raises on a valid input violates the op's clause `clause`."""
+    try:
+        yield
+    except NonConformance:
+        raise
+    except Exception as error:
+        message = " ".join(str(error).split())[:500]
+        context.fail(clause, what, f"raised {type(error).__name__} on a valid input: {message}")
+
+
+def _indent(text: str) -> str:
+    return "\n".join("    " + line for line in text.splitlines())
+
+
+def check_array(observed, *, shape: tuple, dtype, context: Context, what: str = "output") -> np.ndarray:
+    """GEN-3 and NUM-2.2: a NumPy array of the expected shape and dtype."""
+    if observed is None:
+        context.fail("GEN-3", what, "returned None instead of an array")
+    if not isinstance(observed, np.ndarray):
+        context.fail("GEN-3", what, f"returned {type(observed).__name__}, not a NumPy array")
+    if observed.shape != tuple(shape):
+        context.fail("GEN-3", what, f"has shape {observed.shape}, expected {tuple(shape)}")
+    if observed.dtype != np.dtype(dtype):
+        context.fail("NUM-2.2", what, f"has dtype {observed.dtype}, expected the input dtype {np.dtype(dtype)}")
+    return observed
+
+
+def assert_within(observed, expected, bound, *, clause: str, context: Context, what: str = "output",
+                  dtype=None) -> None:
+    """Every element of `observed` is within `bound` of `expected` (float64 arrays of one shape).
+
+    Where `expected` is NaN, `observed` must be NaN; where it is infinite, equal (NUM-4).
+    Anywhere else `observed` must be finite (NUM-3.1, NUM-1.3), unless it equals the
+    exact value correctly rounded to `dtype` (the output dtype), which is always allowed:
+    a value beyond the dtype's range rounds to infinity.
+    """
+    observed = np.asarray(observed, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    bound = np.broadcast_to(np.asarray(bound, dtype=np.float64), expected.shape)
+    with np.errstate(invalid="ignore", over="ignore"):
+        error = np.abs(observed - expected)
+        nan_expected = np.isnan(expected)
+        inf_expected = np.isinf(expected)
+        bad = np.where(nan_expected, ~np.isnan(observed),
+                       np.where(inf_expected, observed != expected, ~(error <= bound)))
+        if dtype is not None and bad.any():
+            bad &= observed != expected.astype(dtype).astype(np.float64)
+    if not bad.any():
+        return
+    with np.errstate(invalid="ignore", divide="ignore"):
+        excess = np.where(bad, np.nan_to_num(error / np.where(bound > 0, bound, np.inf), nan=np.inf, posinf=np.inf), -1)
+    index = tuple(int(i) for i in np.unravel_index(int(np.argmax(excess)), expected.shape))
+    o, e, b = float(observed[index]), float(expected[index]), float(bound[index])
+    if np.isnan(e) or np.isinf(e) or not np.isfinite(o):
+        detail = f"worst element {list(index)}: observed {o!r}, expected {e!r}"
+        clause = clause if np.isfinite(e) else "NUM-4.1" if np.isnan(e) else "NUM-4.2"
+    else:
+        detail = (f"worst element {list(index)}: observed {o:.9g}, expected {e:.9g} "
+                  f"(|error| {abs(o - e):.3g} > bound {b:.3g}, {abs(o - e) / b if b else np.inf:.3g}x the bound)")
+    detail += f"\n  elements outside the bound: {int(bad.sum())} of {bad.size}"
+    context.fail(clause, what, detail)
+

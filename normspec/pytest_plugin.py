@@ -1,0 +1,190 @@
+"""The pytest plugin that runs normspec's conformance suite against adapters.
+
+Loaded by the repository's conftest.py and by `normspec check`; in another project,
+`pytest -p normspec.pytest_plugin --pyargs normspec.tests.conformance --adapter ID`.
+Tests ask for the fixtures `adapter`, `op`, `dtype`, `device` and are parametrized
+over what the selected adapters cover; they cite clauses with
+@pytest.mark.clauses(...), narrow ops with @pytest.mark.ops(...) and need
+capabilities with @pytest.mark.requires(...).
+"""
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, Phase, settings
+
+from normspec import clauses, expectations, report
+from normspec.adapters import DTYPES, OPS, load_adapter
+from normspec.compare import NonConformance
+from normspec.errors import UsageError
+
+PROFILES = {
+    # Derandomized: the same examples every run, so a CI gate is reproducible.
+    "ci": dict(max_examples=60, derandomize=True, database=None, print_blob=True),
+    "dev": dict(max_examples=20),
+    "thorough": dict(max_examples=1000),
+}
+for _name, _options in PROFILES.items():
+    settings.register_profile(f"normspec-{_name}", deadline=None,
+                              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large], **_options)
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("normspec", "normspec conformance suite")
+    group.addoption("--adapter", action="append", default=None,
+                    help="adapter to check: a built-in ID or package.module:attr (repeatable; default numpy)")
+    group.addoption("--ops", default=None, help=f"comma-separated ops to check (default all: {','.join(OPS)})")
+    group.addoption("--dtypes", default=None, help=f"comma-separated dtypes (default all: {','.join(DTYPES)})")
+    group.addoption("--devices", default="cpu,cuda", help="comma-separated devices (default cpu,cuda)")
+    group.addoption("--normspec-profile", default="ci", choices=sorted(PROFILES),
+                    help="Hypothesis profile: ci (derandomized, default), dev, thorough")
+    group.addoption("--examples", type=int, default=None, help="Hypothesis examples per test (overrides the profile)")
+    group.addoption("--expectations", action="append", default=None,
+                    help="expectations file (TOML) to apply in addition to the built-in ones (repeatable)")
+    group.addoption("--normspec-report", default=None, metavar="DIR", help="write report.json and summary.md to DIR")
+    group.addoption("--spec-version", default=None, help="fail unless the bundled spec has this version")
+
+
+def _choices(value: str | None, allowed, what: str) -> tuple:
+    if value is None:
+        return tuple(allowed)
+    chosen = tuple(v.strip() for v in value.split(",") if v.strip())
+    unknown = [v for v in chosen if v not in allowed]
+    if unknown:
+        raise pytest.UsageError(f"--{what}: unknown {', '.join(unknown)}; choose from {', '.join(allowed)}")
+    return chosen
+
+
+class SuiteState:
+    """What the plugin holds for one run: selected adapters, filters, expectations and results."""
+
+    def __init__(self, config):
+        option = config.option
+        try:
+            self.adapters = [load_adapter(target) for target in (option.adapter or ["numpy"])]
+            self.expectations = [e for a in self.adapters for e in expectations.builtin(a.id)]
+            for path in option.expectations or []:
+                self.expectations += expectations.load_file(path)
+        except UsageError as error:
+            raise pytest.UsageError(str(error)) from None
+        self.ops = _choices(option.ops, OPS, "ops")
+        self.dtypes = _choices(option.dtypes, DTYPES, "dtypes")
+        self.devices = _choices(option.devices, ("cpu", "cuda"), "devices")
+        self.profile = option.normspec_profile
+        self.results = []
+        self.device_notes = {}
+
+
+def pytest_configure(config):
+    for line in ("clauses(*ids): spec clauses the test checks", "ops(*names): ops the test applies to",
+                 "dtypes(*names): dtypes the test applies to",
+                 "requires(*capabilities): Capabilities flags the adapter needs"):
+        config.addinivalue_line("markers", line)
+    pinned = config.option.spec_version
+    if pinned and pinned != clauses.spec_version():
+        raise pytest.UsageError(f"--spec-version {pinned}: the installed normspec carries spec "
+                                f"{clauses.spec_version()}; install the normspec release of that spec version")
+    state = SuiteState(config)
+    config.stash[_STATE] = state
+    settings.load_profile(f"normspec-{state.profile}")
+    if config.option.examples:
+        settings.register_profile("normspec-override", parent=settings.get_profile(f"normspec-{state.profile}"),
+                                  max_examples=config.option.examples)
+        settings.load_profile("normspec-override")
+
+
+_STATE = pytest.StashKey[SuiteState]()
+
+
+def _marker_args(function, name: str) -> tuple:
+    return tuple(arg for mark in getattr(function, "pytestmark", []) if mark.name == name for arg in mark.args)
+
+
+def pytest_generate_tests(metafunc):
+    names = [n for n in ("adapter", "op", "dtype", "device") if n in metafunc.fixturenames]
+    if "adapter" not in names:
+        return
+    state = metafunc.config.stash[_STATE]
+    test_ops = _marker_args(metafunc.function, "ops") or OPS
+    test_dtypes = _marker_args(metafunc.function, "dtypes") or DTYPES
+    needs = _marker_args(metafunc.function, "requires")
+    params, ids = [], []
+    for adapter in state.adapters:
+        status = adapter.device_status()
+        caps = adapter.capabilities
+        if any(not getattr(caps, need) for need in needs):
+            continue
+        for op in (o for o in state.ops if o in test_ops and o in caps.ops) if "op" in names else [None]:
+            dtypes = ([d for d in state.dtypes if d in caps.dtypes_for(op) and d in test_dtypes]
+                      if "dtype" in names else [None])
+            for dtype in dtypes:
+                for device in [d for d in state.devices if d in status] if "device" in names else [None]:
+                    values = {"adapter": adapter, "op": op, "dtype": dtype, "device": device}
+                    reason = status.get(device) if device else None
+                    marks = [pytest.mark.skip(reason=f"not run: {reason}")] if reason else []
+                    if reason:
+                        state.device_notes[(adapter.id, device)] = reason
+                    params.append(pytest.param(*(values[n] for n in names), marks=marks))
+                    ids.append("-".join(str(values[n].id if n == "adapter" else values[n]) for n in names))
+    metafunc.parametrize(names, params, ids=ids)
+
+
+def _params(item) -> dict:
+    callspec = getattr(item, "callspec", None)
+    if callspec is None:
+        return {}
+    return {k: v.id if k == "adapter" else str(v) for k, v in callspec.params.items() if k != "data"}
+
+
+def _cited_clause(excinfo) -> str | None:
+    error = excinfo.value if excinfo else None
+    while error is not None:
+        if isinstance(error, NonConformance):
+            return error.clause
+        if isinstance(error, BaseExceptionGroup):
+            error = next((e for e in error.exceptions if isinstance(e, (NonConformance, BaseExceptionGroup))), None)
+        else:
+            return None
+    return None
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    state = item.config.stash.get(_STATE, None)
+    params = _params(item)
+    if state is None or "adapter" not in params or rep.when not in ("setup", "call"):
+        return
+    if rep.when == "setup" and not rep.skipped:
+        return
+    entry = next((e for e in state.expectations if e.matches(item.originalname, params)), None)
+    cited = _cited_clause(call.excinfo) if rep.failed else None
+    if entry is not None and rep.when == "call":
+        if rep.failed and cited == entry.clause:
+            rep.outcome, rep.wasxfail = "skipped", f"expected failure {entry.clause}: {entry.reason} ({entry.source})"
+        elif rep.failed:
+            rep.sections.append(("normspec", f"{entry.source} expects clause {entry.clause}, "
+                                             f"but this failure cites {cited or 'no clause'}"))
+        elif rep.passed:
+            rep.outcome = "failed"
+            rep.longrepr = (f"listed expectation no longer fails: {entry.source} ({entry.clause}: {entry.reason}); "
+                            f"remove the entry so the expectations file stays true")
+    status = ("expected-failure" if hasattr(rep, "wasxfail") else "not-run" if rep.skipped
+              else "fail" if rep.failed else "pass")
+    message = str(rep.longrepr)[-4000:] if rep.failed else getattr(rep, "wasxfail", "") or (
+        rep.longrepr[2] if rep.skipped and isinstance(rep.longrepr, tuple) else "")
+    state.results.append(dict(params, test=item.originalname, nodeid=item.nodeid, status=status,
+                              clauses=list(_marker_args(item.function, "clauses")), failed_clause=cited,
+                              message=message))
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    state = config.stash.get(_STATE, None)
+    if state is None or not state.results:
+        return
+    text = report.summary_markdown(state)
+    terminalreporter.section("normspec conformance summary")
+    for line in text.splitlines():
+        terminalreporter.write_line(line)
+    if config.option.normspec_report:
+        report.write(config.option.normspec_report, state)

@@ -1,0 +1,52 @@
+"""One row per op (in the manner of PyTorch's OpInfo): how the suite calls the
+reference and an adapter for that op, and which clauses its tests cite.
+
+A new op is a spec section, a reference file and one row here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from normspec import reference
+
+
+@dataclass(frozen=True)
+class OpInfo:
+    name: str
+    clauses: tuple  # the op's own clauses, cited by every test of the op
+    reference: Callable
+    stateful: bool  # built as a layer with running statistics (BN-4, IN-3)
+    channel_axis: bool  # has a channel axis that follows the adapter's layout
+    centring: bool  # subtracts the mean (all but RMSNorm)
+    ranks: tuple  # smallest and largest input rank
+    shape_attr: str | None  # the attribute naming the normalized shape or the groups
+    error_kinds: tuple = ()  # invalid configurations it must reject (normspec.error_inputs, spec ERR-1)
+
+
+OPS = {
+    row.name: row
+    for row in (
+        OpInfo("batch_norm", ("BN-1", "BN-2", "BN-3", "BN-4"), reference.batch_norm, True, True, True, (2, 5), None,
+               ("negative_eps", "momentum_out_of_range", "weight_shape")),
+        OpInfo("layer_norm", ("LN-1", "LN-2"), reference.layer_norm, False, False, True, (1, 4), "normalized_shape",
+               ("negative_eps", "normalized_shape_mismatch", "weight_shape")),
+        OpInfo("group_norm", ("GN-1", "GN-2"), reference.group_norm, False, True, True, (2, 5), "num_groups",
+               ("negative_eps", "groups_not_dividing", "weight_shape")),
+        OpInfo("instance_norm", ("IN-1", "IN-2", "IN-3"), reference.instance_norm, True, True, True, (3, 5), None,
+               ("negative_eps", "weight_shape")),
+        OpInfo("rms_norm", ("RMS-1", "RMS-2", "RMS-3"), reference.rms_norm, False, False, False, (1, 4),
+               "normalized_shape", ("negative_eps", "normalized_shape_mismatch", "weight_shape")),
+    )
+}
+
+
+_GENERIC = ("GEN", "NORM", "NUM", "ERR")
+_PREFIX = {"batch_norm": "BN", "layer_norm": "LN", "group_norm": "GN", "instance_norm": "IN", "rms_norm": "RMS"}
+
+
+def clauses_for(op: str | None, cited) -> list:
+    """The cited clauses that apply to `op`: the generic ones and the op's own."""
+    if op is None:
+        return list(cited)
+    return [c for c in cited if c.split("-")[0] in _GENERIC or c.split("-")[0] == _PREFIX[op]]

@@ -1,0 +1,227 @@
+"""Hypothesis strategies for normalization test cases.
+
+`cases(op=..., dtype=..., channel_axis=...)` draws a Case: a shape with reduction
+lengths of 1, of non-powers of two and longer than 64; parameters; and values
+from one of the value families below. Hypothesis draws the shape, family and
+scales, and a seed from which NumPy fills the values, so that a failure shrinks
+to a small shape and a simple family (the values are printed in the repro).
+"""
+from __future__ import annotations
+
+import ml_dtypes
+import numpy as np
+from hypothesis import strategies as st
+
+from normspec.cases import Case, numpy_dtype
+from normspec.registry import OPS
+
+FAMILIES = ("well_conditioned", "dyadic_grid", "exact_statistics", "large_offset", "spread_near_eps", "extreme_magnitude",
+            "constant_slices")
+_MAX_ELEMENTS = 4096
+
+
+def _validate(op: str, dtype: str, channel_axis: int, families) -> None:
+    if op not in OPS:
+        raise ValueError(f"op={op!r} is not one of {sorted(OPS)}; pass an op name from normspec.registry.OPS")
+    if dtype not in ("float16", "bfloat16", "float32", "float64"):
+        raise ValueError(f"dtype={dtype!r} is not float16, bfloat16, float32 or float64")
+    if channel_axis not in (1, -1):
+        raise ValueError(f"channel_axis={channel_axis!r} must be 1 (channels first) or -1 (channels last)")
+    unknown = set(families) - set(FAMILIES)
+    if unknown:
+        raise ValueError(f"families {sorted(unknown)} unknown; choose from {FAMILIES}")
+
+
+def _length(max_value: int = 80):
+    """Reduction-relevant sizes: 1, small non-powers of two, and longer than 64."""
+    return st.one_of(st.just(1), st.integers(2, 9), st.integers(65, max_value))
+
+
+def _cap(dims: list, limit: int) -> list:
+    """Halve the largest dimension until the product is at most `limit` (no rejection sampling)."""
+    dims = list(dims)
+    while int(np.prod(dims)) > limit:
+        largest = int(np.argmax(dims))
+        dims[largest] = (dims[largest] + 1) // 2
+    return dims
+
+
+@st.composite
+def shapes(draw, *, op: str, channel_axis: int = 1, min_reduction: int = 1):
+    """A shape for `op` and its attributes (normalized_shape / num_groups).
+
+    min_reduction=2 keeps every slice at two or more elements (BN-5 is tested apart).
+    """
+    row = OPS[op]
+    if op in ("layer_norm", "rms_norm"):
+        normalized = _cap(draw(st.lists(_length(), min_size=1, max_size=2)), 1024)
+        if int(np.prod(normalized)) < min_reduction:
+            normalized[-1] = min_reduction
+        leading = draw(st.lists(st.integers(1, 4), min_size=0, max_size=2))
+        return tuple(leading + normalized), {"normalized_shape": tuple(normalized)}
+    rank = draw(st.integers(*row.ranks))
+    batch = draw(st.integers(1, 5))
+    spatial = _cap(draw(st.lists(st.integers(1, 9) | st.integers(65, 70), min_size=rank - 2, max_size=rank - 2)),
+                   _MAX_ELEMENTS // 40)
+    if op == "group_norm":
+        groups, per_group = draw(st.integers(1, 4)), draw(st.integers(1, 3))
+        channels, attrs = groups * per_group, {"num_groups": groups}
+        reduction = per_group * int(np.prod(spatial))
+    else:
+        channels, attrs = draw(st.integers(1, 5)), {}
+        reduction = int(np.prod(spatial)) * (batch if op == "batch_norm" else 1)
+    if reduction < min_reduction:
+        if op == "batch_norm":
+            batch = max(batch, min_reduction)
+        elif spatial:
+            spatial[0] = max(spatial[0], min_reduction)
+        else:  # rank-2 GroupNorm: widen the groups
+            channels = attrs["num_groups"] * min_reduction
+    dims = [batch] + spatial
+    dims.insert(1 if channel_axis == 1 else len(dims), channels)
+    return tuple(dims), attrs
+
+
+def slice_ids(op: str, shape: tuple, attrs: dict, channel_axis: int) -> np.ndarray:
+    """The slice (NORM steps' unit) each element belongs to, as an int array of `shape`."""
+    if op in ("layer_norm", "rms_norm"):
+        k = len(attrs["normalized_shape"])
+        return np.arange(int(np.prod(shape[:len(shape) - k]))).repeat(int(np.prod(shape[len(shape) - k:]))).reshape(shape)
+    axis = channel_axis % len(shape)
+    index = np.indices(shape)
+    channel = index[axis]
+    if op == "batch_norm":
+        return channel
+    channels = shape[axis]
+    block = channel // (channels // attrs["num_groups"]) if op == "group_norm" else channel
+    return index[0] * channels + block
+
+
+def _exact_statistics(rng, ids: np.ndarray, dtype) -> np.ndarray:
+    """NUM-1.4: each slice is mean + a*(+1 / -1 balanced, one 0 if odd), mean and a small
+    integers times a power of two, so sums are exact in float32 in any order."""
+    flat = ids.ravel()
+    order = np.lexsort((rng.random(flat.size), flat))
+    sorted_ids = flat[order]
+    starts = np.searchsorted(sorted_ids, sorted_ids, side="left")
+    counts = np.bincount(sorted_ids)[sorted_ids]
+    rank = np.arange(flat.size) - starts
+    half = counts // 2
+    signs = np.where(rank < half, 1.0, np.where(rank < 2 * half, -1.0, 0.0))
+    n_slices = int(flat.max()) + 1
+    precision_bits = 7 if dtype == np.dtype(ml_dtypes.bfloat16) else 10
+    scale = 2.0 ** rng.integers(-4, 3)
+    centre = rng.integers(-(2 ** (precision_bits - 2)), 2 ** (precision_bits - 2), n_slices) * scale
+    spread = rng.integers(1, 2 ** (precision_bits - 3), n_slices) * scale
+    values = np.empty(flat.size)
+    values[order] = centre[sorted_ids] + spread[sorted_ids] * signs
+    return values.reshape(ids.shape)
+
+
+def fill(rng, family: str, shape: tuple, ids: np.ndarray, dtype, eps: float) -> np.ndarray:
+    """Values of one family, rounded to `dtype`."""
+    info = ml_dtypes.finfo(dtype)
+    if family == "exact_statistics":
+        return _exact_statistics(rng, ids, dtype).astype(dtype)
+    z = np.round(rng.standard_normal(shape), 2)
+    n = max(1, int(np.bincount(ids.ravel()).max()))
+    if family == "well_conditioned":
+        values = z * 2.0 ** rng.integers(-3, 4)
+    elif family == "dyadic_grid":
+        # k / 16 with |k| <= 64: exact in every dtype, and so are shifts by such values
+        # and scalings by powers of two (the invariance laws rely on that).
+        values = rng.integers(-64, 65, shape) / 16.0
+    elif family == "large_offset":
+        # offset / spread up to 1e4 in float32/64, limited so the spread survives rounding in half precision.
+        ratio = 10.0 ** rng.uniform(1, 2 if info.bits == 16 else 4)
+        values = rng.choice([-1, 1]) * ratio + z
+    elif family == "spread_near_eps":
+        values = rng.uniform(-2, 2) + z * np.sqrt(eps) * 10.0 ** rng.uniform(-1, 1)
+    elif family == "extreme_magnitude":
+        # Largest magnitude whose squares summed over a slice stay finite in the compute
+        # precision (NUM-1.3), or smallest normal numbers.
+        compute_max = float(ml_dtypes.finfo(np.float32 if info.bits <= 32 else np.float64).max)
+        big = min(float(info.max) / 4, np.sqrt(compute_max / (4 * n)))
+        values = z * (big / 8 if rng.random() < 0.5 else float(info.smallest_normal) * 64)
+    elif family == "constant_slices":
+        values = rng.uniform(-1000, 1000) * np.ones(shape) + (rng.uniform(-1, 1, int(ids.max()) + 1)[ids] * 100)
+    else:
+        raise ValueError(f"family={family!r} unknown; choose from {FAMILIES}")
+    return values.astype(dtype)
+
+
+@st.composite
+def cases(draw, *, op: str, dtype: str, channel_axis: int = 1, families=FAMILIES, affine=None,
+          running_stats=None, steps=None, cumulative: bool = False, min_reduction: int = 1):
+    """A Case for `op` in `dtype`: shape, parameters, steps and values.
+
+    affine: None draws it; True/False forces weight and bias. running_stats: for
+    stateful ops, None draws fresh/loaded state (instance_norm: tracked or not).
+    steps: the list of training flags, or None to draw 1 to 4 steps (stateless: 1).
+    cumulative allows momentum None (BN-4.2) when the adapter supports it.
+    """
+    _validate(op, dtype, channel_axis, families)
+    row, np_dtype = OPS[op], numpy_dtype(dtype)
+    shape, attrs = draw(shapes(op=op, channel_axis=channel_axis, min_reduction=min_reduction))
+    family = draw(st.sampled_from(families))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    eps = draw(st.sampled_from([1e-5, 1e-3, 1e-6]))
+    ids = slice_ids(op, shape, attrs, channel_axis)
+    if steps is None:
+        steps = [True] if not row.stateful else draw(st.lists(st.booleans(), min_size=1, max_size=4))
+    inputs = [fill(rng, family, shape, ids, np_dtype, eps) for _ in steps]
+    params_shape = attrs.get("normalized_shape") or (shape[channel_axis],)
+    with_affine = draw(st.booleans()) if affine is None else affine
+    params = {}
+    if with_affine:
+        params["weight"] = (rng.uniform(0.5, 2, params_shape) * rng.choice([-1, 1], params_shape)).astype(np_dtype)
+        # The adapter interface's RMSNorm has no bias: most frameworks have none (RMS-3).
+        bias = np.round(rng.uniform(-2, 2, params_shape), 2).astype(np_dtype)
+        params["bias"] = None if op == "rms_norm" else bias
+    else:
+        params["weight"] = params["bias"] = None
+    if row.stateful:
+        loaded = draw(st.booleans()) if running_stats is None else running_stats
+        channels = shape[channel_axis]
+        params["running_mean"] = np.round(rng.uniform(-2, 2, channels), 2).astype(np_dtype) if loaded else None
+        params["running_var"] = np.round(rng.uniform(0.25, 4, channels), 2).astype(np_dtype) if loaded else None
+    cumulative = cumulative and op == "batch_norm"  # BN-4.2 is BatchNorm's alone (IN-3)
+    momentum = draw(st.sampled_from([0.1, 0.01, 0.5, 1.0] + ([None] if cumulative else [])))
+    return Case(op=op, dtype=dtype, inputs=inputs, training=list(steps), eps=eps, attrs=attrs, params=params,
+                momentum=momentum, channel_axis=channel_axis, exact_statistics=family == "exact_statistics",
+                family=family)
+
+
+def cases_for(adapter, *, op: str, dtype: str, **options):
+    """`cases` within what `adapter` declares: its layout, whether BatchNorm trains,
+    cumulative averages and InstanceNorm running statistics (Capabilities)."""
+    caps = adapter.capabilities
+    options.setdefault("channel_axis", adapter.conventions.channel_axis)
+    options.setdefault("cumulative", caps.cumulative_average)
+    if op == "instance_norm" and not caps.instance_norm_running_stats:
+        options["running_stats"] = False
+    if op == "batch_norm" and not caps.batch_norm_training:
+        options["running_stats"] = True
+        options.setdefault("steps", [False])
+    return cases(op=op, dtype=dtype, **options)
+
+
+def long_slice_case(adapter, *, op: str, dtype: str, family: str, length: int = 4096, seed: int = 0) -> Case:
+    """One slice of `length` elements (NUM-2.1): long enough that a float16 or bfloat16
+    accumulator loses the statistics, in the adapter's layout."""
+    channel_axis = adapter.conventions.channel_axis
+    if op in ("layer_norm", "rms_norm"):
+        shape, attrs = (1, length), {"normalized_shape": (length,)}
+    else:
+        side = int(np.sqrt(length))
+        batch, positions = (side, length // side) if op == "batch_norm" else (1, length)
+        shape = (batch, 1, positions) if channel_axis == 1 else (batch, positions, 1)
+        attrs = {"num_groups": 1} if op == "group_norm" else {}
+    np_dtype = numpy_dtype(dtype)
+    ids = slice_ids(op, shape, attrs, channel_axis)
+    x = fill(np.random.default_rng(seed), family, shape, ids, np_dtype, 1e-5)
+    params = {"weight": None, "bias": None}
+    if OPS[op].stateful:
+        params.update(running_mean=None, running_var=None)
+    return Case(op=op, dtype=dtype, inputs=[x], training=[True], eps=1e-5, attrs=attrs, params=params,
+                momentum=0.1, channel_axis=channel_axis, exact_statistics=family == "exact_statistics", family=family)

@@ -1,0 +1,26 @@
+"""LayerNorm, spec section LN (spec/ops/layer_norm.md)."""
+from __future__ import annotations
+
+import numpy as np
+
+from . import _validate
+from ._steps import affine, normalize_slices
+
+
+def layer_norm(x, normalized_shape, weight=None, bias=None, *, eps: float, exact: bool = False,
+               return_steps: bool = False):
+    """LayerNorm over the trailing len(normalized_shape) axes (LN-1, LN-2).
+
+    Each leading index is one slice; weight and bias have shape normalized_shape
+    (NORM-6). Returns the output, and the Steps with `return_steps`.
+    """
+    x = _validate.input_array(x)
+    shape = _validate.normalized_shape_value(x, normalized_shape, "layer_norm")
+    eps = _validate.eps_value(eps)
+    weight = _validate.parameter(weight, shape, "weight", "layer_norm")
+    bias = _validate.parameter(bias, shape, "bias", "layer_norm")
+    slices = x.astype(np.float64).reshape(-1, int(np.prod(shape)))
+    _validate.nonempty(slices.shape[1], "layer_norm", x.shape)
+    steps = normalize_slices(slices, eps).per_element(lambda a: a.reshape(x.shape))  # LN-2
+    output = _validate.rounded(affine(steps.normalized, weight, bias), x.dtype, exact)
+    return (output, steps) if return_steps else output

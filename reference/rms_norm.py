@@ -1,0 +1,27 @@
+"""RMSNorm, spec section RMS (spec/ops/rms_norm.md)."""
+from __future__ import annotations
+
+import numpy as np
+
+from . import _validate
+from ._steps import affine, normalize_slices
+
+
+def rms_norm(x, normalized_shape, weight=None, bias=None, *, eps: float, exact: bool = False,
+             return_steps: bool = False):
+    """RMSNorm over the trailing len(normalized_shape) axes (RMS-1 .. RMS-3).
+
+    No centring: the mean square replaces the variance, eps stays inside the
+    square root. `bias` is optional and absent in most frameworks (RMS-3).
+    Returns the output, and the Steps with `return_steps`.
+    """
+    x = _validate.input_array(x)
+    shape = _validate.normalized_shape_value(x, normalized_shape, "rms_norm")
+    eps = _validate.eps_value(eps)
+    weight = _validate.parameter(weight, shape, "weight", "rms_norm")
+    bias = _validate.parameter(bias, shape, "bias", "rms_norm")
+    slices = x.astype(np.float64).reshape(-1, int(np.prod(shape)))
+    _validate.nonempty(slices.shape[1], "rms_norm", x.shape)
+    steps = normalize_slices(slices, eps, center=False).per_element(lambda a: a.reshape(x.shape))  # RMS-2
+    output = _validate.rounded(affine(steps.normalized, weight, bias), x.dtype, exact)  # RMS-3
+    return (output, steps) if return_steps else output

@@ -1,0 +1,1 @@
+"""The normative text of normspec, as Markdown files (read by normspec.clauses)."""
