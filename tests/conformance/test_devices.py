@@ -8,11 +8,10 @@ from normspec.strategies import cases_for
 
 
 @pytest.mark.clauses("NUM-1.1")
+@pytest.mark.devices("cuda")
 @given(data=st.data())
 def test_cuda_agrees_with_cpu(adapter, op, dtype, device, data):
     """Both devices meet NUM-1.1, so they differ by at most twice the bound."""
-    if device != "cuda":
-        pytest.skip("not applicable: compares cuda with cpu")
     case = data.draw(cases_for(adapter, op=op, dtype=dtype, min_reduction=2, steps=[True]), label="case")
     bound = 2 * first_step_bound(case, adapter.conventions.running_var_estimator)
     assert_within(observe(adapter, case, "cuda"), observe(adapter, case, "cpu"), bound, clause="NUM-1.1",

@@ -77,6 +77,8 @@ class SuiteState:
 def pytest_configure(config):
     for line in ("clauses(*ids): spec clauses the test checks", "ops(*names): ops the test applies to",
                  "dtypes(*names): dtypes the test applies to",
+                 "devices(*names): devices the test applies to",
+                 "per_op(name, function): one more parameter `name`, with values function(op)",
                  "requires(*capabilities): Capabilities flags the adapter needs"):
         config.addinivalue_line("markers", line)
     pinned = config.option.spec_version
@@ -106,6 +108,10 @@ def pytest_generate_tests(metafunc):
     state = metafunc.config.stash[_STATE]
     test_ops = _marker_args(metafunc.function, "ops") or OPS
     test_dtypes = _marker_args(metafunc.function, "dtypes") or DTYPES
+    test_devices = _marker_args(metafunc.function, "devices") or ("cpu", "cuda")
+    per_op = _marker_args(metafunc.function, "per_op")  # (name, function) or ()
+    if per_op:
+        names.append(per_op[0])
     needs = _marker_args(metafunc.function, "requires")
     params, ids = [], []
     for adapter in state.adapters:
@@ -117,14 +123,18 @@ def pytest_generate_tests(metafunc):
             dtypes = ([d for d in state.dtypes if d in caps.dtypes_for(op) and d in test_dtypes]
                       if "dtype" in names else [None])
             for dtype in dtypes:
-                for device in [d for d in state.devices if d in status] if "device" in names else [None]:
-                    values = {"adapter": adapter, "op": op, "dtype": dtype, "device": device}
-                    reason = status.get(device) if device else None
-                    marks = [pytest.mark.skip(reason=f"not run: {reason}")] if reason else []
-                    if reason:
-                        state.device_notes[(adapter.id, device)] = reason
-                    params.append(pytest.param(*(values[n] for n in names), marks=marks))
-                    ids.append("-".join(str(values[n].id if n == "adapter" else values[n]) for n in names))
+                devices = [d for d in state.devices if d in status and d in test_devices] if "device" in names else [None]
+                for device in devices:
+                    for extra in per_op[1](op) if per_op else [None]:
+                        values = {"adapter": adapter, "op": op, "dtype": dtype, "device": device}
+                        if per_op:
+                            values[per_op[0]] = extra
+                        reason = status.get(device) if device else None
+                        marks = [pytest.mark.skip(reason=f"not run: {reason}")] if reason else []
+                        if reason:
+                            state.device_notes[(adapter.id, device)] = reason
+                        params.append(pytest.param(*(values[n] for n in names), marks=marks))
+                        ids.append("-".join(str(values[n].id if n == "adapter" else values[n]) for n in names))
     metafunc.parametrize(names, params, ids=ids)
 
 
@@ -132,7 +142,9 @@ def _params(item) -> dict:
     callspec = getattr(item, "callspec", None)
     if callspec is None:
         return {}
-    return {k: v.id if k == "adapter" else str(v) for k, v in callspec.params.items() if k != "data"}
+    # An empty parametrization (nothing applies) leaves pytest's NOTSET in the values.
+    return {k: getattr(v, "id", None) if k == "adapter" else str(v) for k, v in callspec.params.items()
+            if k != "data"}
 
 
 def _cited_clause(excinfo) -> str | None:
@@ -153,7 +165,7 @@ def pytest_runtest_makereport(item, call):
     rep = outcome.get_result()
     state = item.config.stash.get(_STATE, None)
     params = _params(item)
-    if state is None or "adapter" not in params or rep.when not in ("setup", "call"):
+    if state is None or not params.get("adapter") or rep.when not in ("setup", "call"):
         return
     if rep.when == "setup" and not rep.skipped:
         return

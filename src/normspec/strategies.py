@@ -93,8 +93,9 @@ def slice_ids(op: str, shape: tuple, attrs: dict, channel_axis: int) -> np.ndarr
     if op == "batch_norm":
         return channel
     channels = shape[axis]
-    block = channel // (channels // attrs["num_groups"]) if op == "group_norm" else channel
-    return index[0] * channels + block
+    if op == "group_norm":
+        return index[0] * attrs["num_groups"] + channel // (channels // attrs["num_groups"])
+    return index[0] * channels + channel
 
 
 def _exact_statistics(rng, ids: np.ndarray, dtype) -> np.ndarray:
