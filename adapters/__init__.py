@@ -10,7 +10,7 @@ import importlib
 
 from normspec.errors import UsageError
 
-from .base import DTYPES, OPS, Adapter, Capabilities, Conventions, FunctionalLayer, Layer
+from .base import DTYPES, OPS, Adapter, Capabilities, Conventions, FunctionalAdapter, FunctionalLayer, Layer
 
 BUILTIN = {
     "numpy": "normspec.adapters.numpy_reference:NumpyReferenceAdapter",
@@ -49,5 +49,5 @@ def _extra(target: str) -> str:
             "keras": "tensorflow", "tf-nn": "tensorflow"}.get(target, target)
 
 
-__all__ = ["Adapter", "Capabilities", "Conventions", "Layer", "FunctionalLayer", "BUILTIN", "OPS", "DTYPES",
+__all__ = ["Adapter", "FunctionalAdapter", "Capabilities", "Conventions", "Layer", "FunctionalLayer", "BUILTIN", "OPS", "DTYPES",
            "load_adapter"]

@@ -18,6 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 
+import ml_dtypes
+import numpy as np
+
 OPS = ("batch_norm", "layer_norm", "group_norm", "instance_norm", "rms_norm")
 DTYPES = ("float16", "bfloat16", "float32", "float64")
 
@@ -53,7 +56,6 @@ class Capabilities:
     batch_norm_training: bool = True
     cumulative_average: bool = False  # BN-4.2 through momentum=None
     instance_norm_running_stats: bool = False  # IN-3
-    rms_norm_bias: bool = False  # RMS-1's optional bias (not drawn by the suite yet)
 
     def dtypes_for(self, op: str) -> tuple:
         return tuple(self.dtypes_by_op.get(op, self.dtypes))
@@ -115,6 +117,41 @@ class Layer:
 
     def running_stats(self):
         raise NotImplementedError
+
+
+class FunctionalAdapter(Adapter):
+    """The simplest form of adapter: NumPy functions, with the layer state kept for you.
+
+    Implement any of layer_norm, group_norm, rms_norm (as in Adapter) and
+
+        batch_norm(self, x, *, weight, bias, running_mean, running_var, training, momentum,
+                   eps, num_batches_tracked, device) -> (output, running_mean, running_var)
+        instance_norm(self, x, *, weight, bias, running_mean, running_var, training, momentum,
+                      eps, device) -> (output, running_mean, running_var)
+
+    which get the current state and return the new one. A fresh BatchNorm starts from
+    mean 0 and variance 1 (BN-4.3) in the input dtype; InstanceNorm's running statistics
+    are None when the layer keeps none. Declare `capabilities.ops` to match.
+    """
+
+    def batch_norm_layer(self, *, num_features, dtype, weight, bias, running_mean, running_var,
+                         momentum, eps, device):
+        if running_mean is None:
+            state_dtype = ml_dtypes.bfloat16 if dtype == "bfloat16" else np.dtype(dtype)
+            running_mean, running_var = np.zeros(num_features, state_dtype), np.ones(num_features, state_dtype)
+
+        def step(x, mean, var, training, count):
+            return self.batch_norm(x, weight=weight, bias=bias, running_mean=mean, running_var=var,
+                                   training=training, momentum=momentum, eps=eps, num_batches_tracked=count,
+                                   device=device)
+        return FunctionalLayer(step, running_mean, running_var)
+
+    def instance_norm_layer(self, *, num_features, dtype, weight, bias, running_mean, running_var,
+                            momentum, eps, device):
+        def step(x, mean, var, training, count):
+            return self.instance_norm(x, weight=weight, bias=bias, running_mean=mean, running_var=var,
+                                      training=training, momentum=momentum, eps=eps, device=device)
+        return FunctionalLayer(step, running_mean, running_var)
 
 
 class FunctionalLayer(Layer):

@@ -1,17 +1,12 @@
 """`numpy`: the reference itself behind the adapter interface (checks the machinery)."""
 from __future__ import annotations
 
-from functools import partial
-
-import numpy as np
-
 from normspec import reference
-from normspec.cases import numpy_dtype
 
-from .base import Adapter, Capabilities, Conventions, FunctionalLayer
+from .base import Capabilities, Conventions, FunctionalAdapter
 
 
-class NumpyReferenceAdapter(Adapter):
+class NumpyReferenceAdapter(FunctionalAdapter):
     id = "numpy"
     framework = "numpy"
     conventions = Conventions(channel_axis=1, momentum_weights="new_batch", running_var_estimator="unbiased",
@@ -28,25 +23,13 @@ class NumpyReferenceAdapter(Adapter):
     def rms_norm(self, x, *, normalized_shape, weight, eps, device):
         return reference.rms_norm(x, normalized_shape, weight, eps=eps)
 
-    def batch_norm_layer(self, *, num_features, dtype, weight, bias, running_mean, running_var,
-                         momentum, eps, device):
-        if running_mean is None:  # BN-4.3
-            running_mean, running_var = np.zeros(num_features, numpy_dtype(dtype)), np.ones(num_features, numpy_dtype(dtype))
-        return FunctionalLayer(partial(_batch_norm, weight, bias, momentum, eps), running_mean, running_var)
+    def batch_norm(self, x, *, weight, bias, running_mean, running_var, training, momentum, eps,
+                   num_batches_tracked, device):
+        result = reference.batch_norm(x, weight, bias, running_mean, running_var, training=training,
+                                      momentum=momentum, eps=eps, num_batches_tracked=num_batches_tracked)
+        return result.output, result.running_mean, result.running_var
 
-    def instance_norm_layer(self, *, num_features, dtype, weight, bias, running_mean, running_var,
-                            momentum, eps, device):
-        return FunctionalLayer(partial(_instance_norm, weight, bias, momentum, eps), running_mean, running_var)
-
-
-def _batch_norm(weight, bias, momentum, eps, x, running_mean, running_var, training, count):
-    result = reference.batch_norm(x, weight, bias, running_mean, running_var, training=training,
-                                  momentum=momentum, eps=eps, num_batches_tracked=count)
-    return result.output, result.running_mean, result.running_var
-
-
-def _instance_norm(weight, bias, momentum, eps, x, running_mean, running_var, training, count):
-    tracking = running_mean is not None
-    result = reference.instance_norm(x, weight, bias, running_mean, running_var,
-                                     use_input_stats=training or not tracking, momentum=momentum, eps=eps)
-    return result.output, result.running_mean, result.running_var
+    def instance_norm(self, x, *, weight, bias, running_mean, running_var, training, momentum, eps, device):
+        result = reference.instance_norm(x, weight, bias, running_mean, running_var, momentum=momentum, eps=eps,
+                                         use_input_stats=training or running_mean is None)
+        return result.output, result.running_mean, result.running_var

@@ -8,7 +8,6 @@ reference within the bound of NUM-1.
 """
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, field
 
 import ml_dtypes
@@ -127,7 +126,7 @@ def run_case(adapter: Adapter, case: Case, device: str, *, clause: str = "NUM-1.
     within the bound of NUM-1.1 (cited as `clause`), running statistics within NUM-1.5.
     Returns the observed outputs; raises NonConformance."""
     context = context or Context(adapter.id, case.op, case.dtype, device, case.shape,
-                                 repro=lambda: repro_snippet(adapter.id, case, device))
+                                 case=case)
     dtype = numpy_dtype(case.dtype)
     estimator = adapter.conventions.running_var_estimator
     stateful, op_clause = OPS[case.op].stateful, OPS[case.op].clauses[0]
@@ -226,33 +225,11 @@ def _check_running(case, x, training, old, new, result, steps, trained, context,
                       dtype=dtype)
 
 
-def repro_snippet(adapter_id: str, case: Case, device: str) -> str:
-    """A copy-paste Python snippet that runs this case again and prints the failure."""
-    small = sum(x.size for x in case.inputs) <= 64
-    if small:
-        buffer = io.StringIO()
-        buffer.write("import numpy as np, ml_dtypes\nfrom normspec.cases import Case, run_case\n")
-        buffer.write("from normspec.adapters import load_adapter\n")
-        dtype = "ml_dtypes.bfloat16" if case.dtype == "bfloat16" else f"np.{case.dtype}"
-        arrays = lambda a: None if a is None else f"np.array({a.astype(np.float64).tolist()!r}, dtype={dtype})"
-        buffer.write(f"case = Case(op={case.op!r}, dtype={case.dtype!r}, eps={case.eps!r}, attrs={case.attrs!r},\n")
-        buffer.write(f"    inputs=[{', '.join(arrays(x) for x in case.inputs)}],\n")
-        buffer.write(f"    training={case.training!r}, momentum={case.momentum!r}, channel_axis={case.channel_axis},\n")
-        buffer.write(f"    exact_statistics={case.exact_statistics}, family={case.family!r},\n")
-        buffer.write("    params={" + ", ".join(f"{k!r}: {arrays(v)}" for k, v in case.params.items()) + "})\n")
-        buffer.write(f"run_case(load_adapter({adapter_id!r}), case, {device!r})")
-        return buffer.getvalue()
-    from normspec.failures import save_case
-    path = save_case(case, adapter_id, device)
-    return ("from normspec.cases import Case, run_case\nfrom normspec.adapters import load_adapter\n"
-            f"run_case(load_adapter({adapter_id!r}), Case.load({str(path)!r}), {device!r})")
-
-
 def observe(adapter: Adapter, case: Case, device: str, *, what: str = "output") -> np.ndarray:
     """The adapter's output for the first step of `case` (shape and dtype checked), as float64."""
     x = case.inputs[0]
     context = Context(adapter.id, case.op, case.dtype, device, x.shape,
-                      repro=lambda: repro_snippet(adapter.id, case, device))
+                      case=case)
     with adapter_call(context, what, OPS[case.op].clauses[0]):
         observed = make_layer(adapter, case, device)(x, training=case.training[0])
     observed = check_array(observed, shape=x.shape, dtype=numpy_dtype(case.dtype), context=context, what=what)

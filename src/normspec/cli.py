@@ -56,7 +56,13 @@ def _check(args, extra: list) -> int:
     suite = files("normspec.tests").joinpath("conformance")
     command = [sys.executable, "-m", "pytest", str(suite), "-p", "normspec.pytest_plugin", "-c", os.devnull,
                "--rootdir", os.getcwd(), "-p", "no:cacheprovider", "--import-mode=importlib",
-               "--adapter", args.target, "--normspec-profile", args.profile, "-q", "-rfE"]
+               "--adapter", args.target, "--normspec-profile", args.profile, "-q", "-rfE",
+               "--call-timeout", str(args.call_timeout),
+               # The tests run in a pytest-xdist worker, so an implementation that kills the
+               # process (abort, segfault) or hangs in native code (pytest-timeout) fails the
+               # test it was in; a new worker takes the rest and the report stays complete.
+               "-p", "xdist", "-n", str(args.workers), "--max-worker-restart", "1000",
+               "-p", "timeout", "--timeout", str(args.test_timeout), "--timeout-method", "thread"]
     for flag, value in (("--ops", args.ops), ("--dtypes", args.dtypes), ("--devices", args.devices),
                         ("--examples", args.examples), ("--spec-version", args.spec_version)):
         if value is not None:
@@ -100,6 +106,12 @@ def _parser() -> argparse.ArgumentParser:
                        help="an expectations file (TOML) for this adapter (repeatable)")
     check.add_argument("--report", metavar="DIR", help="write report.json, summary.md and junit.xml to DIR")
     check.add_argument("--spec-version", help="fail with exit 2 unless the bundled spec has this version")
+    check.add_argument("--workers", type=int, default=1, help="pytest-xdist worker processes (default 1)")
+    check.add_argument("--call-timeout", type=float, default=60.0, metavar="SECONDS",
+                       help="fail a call into the implementation that takes longer (default 60)")
+    check.add_argument("--test-timeout", type=float, default=900.0, metavar="SECONDS",
+                       help="end a test (and its worker) that takes longer, e.g. a hang in native code "
+                       "(default 900)")
     return parser
 
 

@@ -5,18 +5,18 @@ worst element with observed vs expected and the bound, and how to reproduce it.
 """
 from __future__ import annotations
 
+import signal
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable
-
 import numpy as np
 
 
 class NonConformance(AssertionError):
-    """An implementation under test disagrees with the clause `clause`."""
+    """An implementation under test disagrees with the clause `clause`; `context` says where."""
 
-    def __init__(self, clause: str, message: str):
-        self.clause = clause
+    def __init__(self, clause: str, message: str, context: "Context | None" = None):
+        self.clause, self.context = clause, context
         super().__init__(f"{clause} violated: {message}")
 
 
@@ -29,25 +29,51 @@ class Context:
     dtype: str
     device: str
     shape: tuple
-    repro: Callable[[], str] = lambda: "(no reproduction recorded)"
+    case: object = None  # the normspec.cases.Case that failed, for the reproduction snippet
 
     def header(self, what: str) -> str:
         return f"{self.adapter} {self.op} {what}, input shape {self.shape}, {self.dtype}, {self.device}"
 
     def fail(self, clause: str, what: str, detail: str):
-        raise NonConformance(clause, f"{self.header(what)}\n  {detail}\n  reproduce:\n{_indent(self.repro())}")
+        from normspec.failures import repro_snippet
+        snippet = repro_snippet(self.adapter, self.case, self.device) if self.case is not None else (
+            f"normspec check {self.adapter} --ops {self.op} --dtypes {self.dtype} --devices {self.device}")
+        raise NonConformance(clause, f"{self.header(what)}\n  {detail}\n  reproduce:\n{_indent(snippet)}", self)
+
+
+CALL_TIMEOUT_S = 60.0  # set by the plugin's --call-timeout
+
+
+class CallTimeout(Exception):
+    pass
+
+
+def _on_alarm(signum, frame):
+    raise CallTimeout()
 
 
 @contextmanager
 def adapter_call(context: Context, what: str, clause: str):
-    """An implementation that raises on a valid input violates the op's clause `clause`."""
+    """A call into the implementation under test. Raising on a valid input, or taking longer
+    than CALL_TIMEOUT_S (interrupted where Python can be: a hang inside native code is left
+    to the test-level timeout of `normspec check`), violates the op's clause `clause`."""
+    alarm = CALL_TIMEOUT_S > 0 and threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer")
+    if alarm:
+        previous = signal.signal(signal.SIGALRM, _on_alarm)
+        signal.setitimer(signal.ITIMER_REAL, CALL_TIMEOUT_S)
     try:
         yield
     except NonConformance:
         raise
+    except CallTimeout:
+        context.fail(clause, what, f"did not return within {CALL_TIMEOUT_S:g} s (--call-timeout)")
     except Exception as error:
         message = " ".join(str(error).split())[:500]
         context.fail(clause, what, f"raised {type(error).__name__} on a valid input: {message}")
+    finally:
+        if alarm:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
 
 
 def _indent(text: str) -> str:

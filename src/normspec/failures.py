@@ -1,20 +1,62 @@
-"""Where failing inputs are saved (.npz) for their reproduction snippets."""
+"""Reproducing failures: a copy-paste snippet for every failing case, and the case
+saved as .npz (no pickle) where its arrays are too large to print."""
 from __future__ import annotations
 
 import hashlib
 import os
 from pathlib import Path
 
+import numpy as np
+
+_PRINTABLE_ELEMENTS = 64
+
 
 def failure_dir() -> Path:
-    """NORMSPEC_FAILURE_DIR, or .normspec-failures in the working directory."""
-    return Path(os.environ.get("NORMSPEC_FAILURE_DIR", ".normspec-failures"))
+    """NORMSPEC_FAILURE_DIR (set by --normspec-report to DIR/failures), else .normspec-failures."""
+    return Path(os.environ.get("NORMSPEC_FAILURE_DIR", ".normspec-failures")).resolve()
 
 
-def save_case(case, adapter_id: str, device: str) -> Path:
+def case_name(case, adapter_id: str, device: str) -> str:
+    """A stable file name for a case: adapter, op, dtype, device and a hash of the inputs."""
+    digest = hashlib.sha1(b"".join(x.tobytes() for x in case.inputs) + repr(case.params.keys()).encode())
+    safe_adapter = "".join(c if c.isalnum() or c in "-_" else "_" for c in adapter_id)
+    return f"{safe_adapter}-{case.op}-{case.dtype}-{device}-{digest.hexdigest()[:12]}"
+
+
+def _printable(case) -> bool:
+    return sum(x.size for x in case.inputs) <= _PRINTABLE_ELEMENTS
+
+
+def repro_snippet(adapter_id: str, case, device: str) -> str:
+    """Python that runs `case` again on the adapter and raises the same failure."""
+    head = ("import numpy as np, ml_dtypes\nfrom normspec.adapters import load_adapter\n"
+            "from normspec.cases import Case, run_case\n")
+    if not _printable(case):
+        path = failure_dir() / f"{case_name(case, adapter_id, device)}.npz"
+        return head + f"run_case(load_adapter({adapter_id!r}), Case.load({str(path)!r}), {device!r})"
+    dtype = "ml_dtypes.bfloat16" if case.dtype == "bfloat16" else f"np.{case.dtype}"
+
+    def array(a):
+        return "None" if a is None else f"np.array({a.astype(np.float64).tolist()!r}, dtype={dtype})"
+
+    return head + (
+        f"case = Case(op={case.op!r}, dtype={case.dtype!r}, eps={case.eps!r}, attrs={case.attrs!r},\n"
+        f"    inputs=[{', '.join(array(x) for x in case.inputs)}],\n"
+        f"    training={case.training!r}, momentum={case.momentum!r}, channel_axis={case.channel_axis},\n"
+        f"    exact_statistics={case.exact_statistics}, family={case.family!r},\n"
+        "    params={" + ", ".join(f"{k!r}: {array(v)}" for k, v in case.params.items()) + "})\n"
+        f"run_case(load_adapter({adapter_id!r}), case, {device!r})")
+
+
+def save(context, *, always: bool) -> Path | None:
+    """Write the failing case (.npz) and its snippet (.py); only for unprintable cases
+    unless `always` (a report directory was asked for)."""
+    case = context.case
+    if case is None or (_printable(case) and not always):
+        return None
     directory = failure_dir()
     directory.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.sha1(b"".join(x.tobytes() for x in case.inputs)).hexdigest()[:12]
-    path = (directory / f"{adapter_id}-{case.op}-{case.dtype}-{device}-{digest}.npz").resolve()
-    case.save(path)
-    return path
+    stem = directory / case_name(case, context.adapter, context.device)
+    case.save(f"{stem}.npz")
+    stem.with_suffix(".py").write_text(repro_snippet(context.adapter, case, context.device) + "\n", encoding="utf-8")
+    return stem

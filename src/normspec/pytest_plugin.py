@@ -12,8 +12,12 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, Phase, settings
 
-from normspec import clauses, expectations, report
+import os
+
+from normspec import clauses, expectations, failures, report
 from normspec.adapters import DTYPES, OPS, load_adapter
+from normspec.registry import clauses_for
+from normspec import compare
 from normspec.compare import NonConformance
 from normspec.errors import UsageError
 
@@ -42,6 +46,8 @@ def pytest_addoption(parser):
                     help="expectations file (TOML) to apply in addition to the built-in ones (repeatable)")
     group.addoption("--normspec-report", default=None, metavar="DIR", help="write report.json and summary.md to DIR")
     group.addoption("--spec-version", default=None, help="fail unless the bundled spec has this version")
+    group.addoption("--call-timeout", type=float, default=60.0, metavar="SECONDS",
+                    help="a call into the implementation that takes longer fails the test (default 60)")
 
 
 def _choices(value: str | None, allowed, what: str) -> tuple:
@@ -87,6 +93,9 @@ def pytest_configure(config):
                                 f"{clauses.spec_version()}; install the normspec release of that spec version")
     state = SuiteState(config)
     config.stash[_STATE] = state
+    if config.option.normspec_report:
+        os.environ["NORMSPEC_FAILURE_DIR"] = os.path.join(os.path.abspath(config.option.normspec_report), "failures")
+    compare.CALL_TIMEOUT_S = config.option.call_timeout
     settings.load_profile(f"normspec-{state.profile}")
     if config.option.examples:
         settings.register_profile("normspec-override", parent=settings.get_profile(f"normspec-{state.profile}"),
@@ -147,20 +156,22 @@ def _params(item) -> dict:
             if k != "data"}
 
 
-def _cited_clause(excinfo) -> str | None:
+def _nonconformance(excinfo) -> NonConformance | None:
+    """The NonConformance behind a failure (Hypothesis may wrap several in a group)."""
     error = excinfo.value if excinfo else None
     while error is not None:
         if isinstance(error, NonConformance):
-            return error.clause
-        if isinstance(error, BaseExceptionGroup):
-            error = next((e for e in error.exceptions if isinstance(e, (NonConformance, BaseExceptionGroup))), None)
-        else:
+            return error
+        if not isinstance(error, BaseExceptionGroup):
             return None
+        error = next((e for e in error.exceptions if isinstance(e, (NonConformance, BaseExceptionGroup))), None)
     return None
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
+    """Apply the expectations and attach the result record to the report (it travels to
+    the controller under pytest-xdist, where pytest_runtest_logreport collects it)."""
     outcome = yield
     rep = outcome.get_result()
     state = item.config.stash.get(_STATE, None)
@@ -169,8 +180,11 @@ def pytest_runtest_makereport(item, call):
         return
     if rep.when == "setup" and not rep.skipped:
         return
+    failure = _nonconformance(call.excinfo) if rep.failed else None
+    cited = failure.clause if failure else None
+    if failure is not None and failure.context is not None:
+        failures.save(failure.context, always=bool(item.config.option.normspec_report))
     entry = next((e for e in state.expectations if e.matches(item.originalname, params)), None)
-    cited = _cited_clause(call.excinfo) if rep.failed else None
     if entry is not None and rep.when == "call":
         if rep.failed and cited == entry.clause:
             rep.outcome, rep.wasxfail = "skipped", f"expected failure {entry.clause}: {entry.reason} ({entry.source})"
@@ -183,11 +197,49 @@ def pytest_runtest_makereport(item, call):
                             f"remove the entry so the expectations file stays true")
     status = ("expected-failure" if hasattr(rep, "wasxfail") else "not-run" if rep.skipped
               else "fail" if rep.failed else "pass")
-    message = str(rep.longrepr)[-4000:] if rep.failed else getattr(rep, "wasxfail", "") or (
-        rep.longrepr[2] if rep.skipped and isinstance(rep.longrepr, tuple) else "")
-    state.results.append(dict(params, test=item.originalname, nodeid=item.nodeid, status=status,
-                              clauses=list(_marker_args(item.function, "clauses")), failed_clause=cited,
-                              message=message))
+    if status == "fail":
+        message = str(failure) if failure else str(rep.longrepr)[-4000:]
+    elif status == "not-run" and isinstance(rep.longrepr, tuple):
+        message = rep.longrepr[2]
+    else:
+        message = getattr(rep, "wasxfail", "")
+    rep.user_properties.append(("normspec", dict(
+        params, test=item.originalname, nodeid=item.nodeid, status=status, failed_clause=cited,
+        clauses=clauses_for(params.get("op"), _marker_args(item.function, "clauses")), message=message)))
+
+
+def pytest_runtest_logreport(report):
+    """Collect the result records; a test whose worker crashed (pytest-xdist) has none
+    and is recorded as a failure, so the report stays complete."""
+    state = _SESSION_STATE[0] if _SESSION_STATE else None
+    if state is None:
+        return
+    record = next((value for name, value in report.user_properties if name == "normspec"), None)
+    if record is not None:
+        state.results.append(record)
+    elif report.failed and report.when in ("setup", "call", "???") and "[" in report.nodeid:  # ??? = crashed
+        params = _params_from_id(state, report.nodeid)
+        if params:
+            state.results.append(dict(params, test=report.nodeid.split("::")[-1].split("[")[0],
+                                      nodeid=report.nodeid, status="fail", failed_clause=None, clauses=[],
+                                      message=str(report.longrepr)[-2000:]))
+
+
+def _params_from_id(state, nodeid: str) -> dict:
+    """adapter, op, dtype, device parsed from a test ID such as test_x[torch-layer_norm-float32-cpu]."""
+    test_id = nodeid.rsplit("[", 1)[-1].rstrip("]")
+    for adapter in sorted(state.adapters, key=lambda a: -len(a.id)):
+        if test_id.startswith(adapter.id + "-"):
+            rest = test_id[len(adapter.id) + 1:].split("-")
+            return dict(zip(("op", "dtype", "device"), rest), adapter=adapter.id)
+    return {}
+
+
+_SESSION_STATE: list = []
+
+
+def pytest_sessionstart(session):
+    _SESSION_STATE[:] = [session.config.stash[_STATE]]
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):

@@ -9,7 +9,6 @@ from pathlib import Path
 import normspec
 from normspec import clauses
 from normspec.adapters import OPS
-from normspec.registry import clauses_for
 
 _SYMBOL = {"pass": "pass", "fail": "FAIL", "expected-failure": "expected", "not-run": "not run"}
 _RANK = {"fail": 3, "expected-failure": 2, "pass": 1, "not-run": 0}
@@ -20,7 +19,7 @@ def _cells(results):
     cells = defaultdict(lambda: defaultdict(int))
     for result in results:
         cited = ([result["failed_clause"]] if result["status"] == "fail" and result["failed_clause"]
-                 else clauses_for(result.get("op"), result["clauses"]))
+                 else result["clauses"])
         for clause in cited or ["(uncited)"]:
             cells[(clause, result.get("op") or "all")][result["status"]] += 1
     return cells

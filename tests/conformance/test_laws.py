@@ -19,9 +19,7 @@ def _law_case(data, adapter, op, dtype, **options):
 
 
 def _context(adapter, case, device):
-    from normspec.cases import repro_snippet
-    return Context(adapter.id, case.op, case.dtype, device, case.shape,
-                   repro=lambda: repro_snippet(adapter.id, case, device))
+    return Context(adapter.id, case.op, case.dtype, device, case.shape, case)
 
 
 def _with_input(case, x, **changes):
