@@ -121,9 +121,10 @@ class _Plain:
 
 
 def run_case(adapter: Adapter, case: Case, device: str, *, clause: str = "NUM-1.1",
-             context: Context | None = None) -> list:
+             nonfinite_clause: str | None = None, context: Context | None = None) -> list:
     """Run every step of `case` on `adapter` and check it against the reference: outputs
-    within the bound of NUM-1.1 (cited as `clause`), running statistics within NUM-1.5.
+    within the bound of NUM-1.1 (cited as `clause`; a NaN or Inf where a finite value is
+    due cites `nonfinite_clause`), running statistics within NUM-1.5.
     Returns the observed outputs; raises NonConformance."""
     context = context or Context(adapter.id, case.op, case.dtype, device, case.shape,
                                  case=case)
@@ -142,7 +143,7 @@ def run_case(adapter: Adapter, case: Case, device: str, *, clause: str = "NUM-1.
         result, steps = reference_step(case, x, *state, training, trained, estimator)
         bound = output_bound(case, steps, result.output)
         assert_within(observed, result.output, bound, clause=clause, context=context, what=f"output {label}".strip(),
-                      dtype=dtype)
+                      dtype=dtype, nonfinite_clause=nonfinite_clause)
         outputs.append(observed)
         if stateful:
             with adapter_call(context, "running_stats()", op_clause):

@@ -94,13 +94,17 @@ def check_array(observed, *, shape: tuple, dtype, context: Context, what: str = 
 
 
 def assert_within(observed, expected, bound, *, clause: str, context: Context, what: str = "output",
-                  dtype=None) -> None:
+                  dtype=None, nonfinite_clause: str | None = None) -> None:
     """Every element of `observed` is within `bound` of `expected` (float64 arrays of one shape).
 
     Where `expected` is NaN, `observed` must be NaN; where it is infinite, equal (NUM-4).
     Anywhere else `observed` must be finite (NUM-3.1, NUM-1.3), unless it equals the
     exact value correctly rounded to `dtype` (the output dtype), which is always allowed:
     a value beyond the dtype's range rounds to infinity.
+
+    A failure cites `clause`; one where a finite value was expected and a NaN or Inf came
+    back cites `nonfinite_clause` (default `clause`), and one where NaN or Inf was
+    expected cites NUM-4.1 or NUM-4.2.
     """
     observed = np.asarray(observed, dtype=np.float64)
     expected = np.asarray(expected, dtype=np.float64)
@@ -121,7 +125,7 @@ def assert_within(observed, expected, bound, *, clause: str, context: Context, w
     o, e, b = float(observed[index]), float(expected[index]), float(bound[index])
     if np.isnan(e) or np.isinf(e) or not np.isfinite(o):
         detail = f"worst element {list(index)}: observed {o!r}, expected {e!r}"
-        clause = clause if np.isfinite(e) else "NUM-4.1" if np.isnan(e) else "NUM-4.2"
+        clause = (nonfinite_clause or clause) if np.isfinite(e) else "NUM-4.1" if np.isnan(e) else "NUM-4.2"
     else:
         detail = (f"worst element {list(index)}: observed {o:.9g}, expected {e:.9g} "
                   f"(|error| {abs(o - e):.3g} > bound {b:.3g}, {abs(o - e) / b if b else np.inf:.3g}x the bound)")
