@@ -4,6 +4,7 @@
     normspec spec NUM-1.1 BN-4      the text of clauses
     normspec adapters               built-in adapters and whether they load here
     normspec check TARGET [...]     the conformance suite against an adapter
+    normspec bench TARGET [...]     how long the check takes, against the raw call time
 
 Exit status of `check`: 0 all pass or expected, 1 a non-conformance (or an
 expectation that no longer fails), 2 a usage or configuration error.
@@ -51,7 +52,7 @@ def _adapters(args) -> int:
     return 0
 
 
-def _check(args, extra: list) -> int:
+def _check(args, extra: list, quiet: bool = False) -> int:
     load_adapter(args.target)  # a usage error here is reported before pytest starts
     suite = files("normspec.tests").joinpath("conformance")
     command = [sys.executable, "-m", "pytest", str(suite), "-p", "normspec.pytest_plugin", "-c", os.devnull,
@@ -71,13 +72,51 @@ def _check(args, extra: list) -> int:
         command += ["--expectations", path]
     if args.report:
         command += ["--normspec-report", args.report, f"--junitxml={os.path.join(args.report, 'junit.xml')}"]
-    completed = subprocess.run(command + extra)
+    completed = subprocess.run(command + extra, stdout=subprocess.DEVNULL if quiet else None,
+                               stderr=subprocess.DEVNULL if quiet else None)
     if completed.returncode in (0, 1):
         return completed.returncode
     if completed.returncode == 5:
         print("normspec check: no test applies to this selection (check --ops/--dtypes against the adapter)",
               file=sys.stderr)
     return 2
+
+
+def _bench(args) -> int:
+    """Per adapter: wall time of the check, examples per second, time per call inside the
+    implementation (the floor), suite time per example over that floor, JIT cache hit rate."""
+    import json
+    import tempfile
+    import time
+    header = (f"{'adapter':<20} {'wall s':>7} {'examples':>8} {'ex/s':>6} {'calls':>7} {'call us':>8} "
+              f"{'suite/ex us':>11} {'ratio':>6} {'cache hit':>9}  result")
+    print(header)
+    for target in args.targets:
+        with tempfile.TemporaryDirectory() as directory:
+            check = argparse.Namespace(target=target, ops=args.ops, dtypes=args.dtypes, devices="cpu",
+                                       profile=args.profile, examples=args.examples, expectations=None,
+                                       report=directory, spec_version=None, workers=1, call_timeout=60.0,
+                                       test_timeout=900.0)
+            start = time.perf_counter()
+            status = _check(check, [], quiet=not args.verbose)
+            wall = time.perf_counter() - start
+            path = os.path.join(directory, "report.json")
+            timing = json.load(open(path)).get("timing", {}).get(_adapter_id(target), {}) if os.path.exists(path) else {}
+        examples, calls = timing.get("examples", 0), timing.get("calls", 0)
+        per_call = timing.get("call_seconds", 0) / calls if calls else float("nan")
+        per_example = wall / examples if examples else float("nan")
+        floor = per_call * calls / examples if examples else float("nan")
+        hits = sum(v for k, v in timing.items() if k.endswith("cache_hits"))
+        misses = sum(v for k, v in timing.items() if k.endswith("cache_misses"))
+        hit_rate = f"{hits / (hits + misses):.0%}" if hits + misses else "-"
+        result = {0: "conforms", 1: "non-conformance", 2: "usage error"}.get(status, str(status))
+        print(f"{target:<20} {wall:7.1f} {examples:8.0f} {examples / wall:6.1f} {calls:7.0f} {per_call * 1e6:8.1f} "
+              f"{per_example * 1e6:11.0f} {per_example / floor if floor else float('nan'):6.1f} {hit_rate:>9}  {result}")
+    return 0
+
+
+def _adapter_id(target: str) -> str:
+    return load_adapter(target).id
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -112,6 +151,13 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--test-timeout", type=float, default=900.0, metavar="SECONDS",
                        help="end a test (and its worker) that takes longer, e.g. a hang in native code "
                        "(default 900)")
+    bench = commands.add_parser("bench", help="time the conformance check per adapter (see docs/benchmarks.md)")
+    bench.add_argument("targets", nargs="+", metavar="TARGET", help="adapters to time")
+    bench.add_argument("--ops", help="comma-separated subset of ops")
+    bench.add_argument("--dtypes", help="comma-separated subset of dtypes")
+    bench.add_argument("--profile", default="ci", choices=("ci", "dev", "thorough"))
+    bench.add_argument("--examples", type=int, help="Hypothesis examples per property")
+    bench.add_argument("--verbose", action="store_true", help="show the checks' own output")
     return parser
 
 
@@ -125,6 +171,8 @@ def main(argv=None) -> int:
             return _spec(args)
         if args.command == "adapters":
             return _adapters(args)
+        if args.command == "bench":
+            return _bench(args)
         return _check(args, extra)
     except UsageError as error:
         print(f"normspec: {error}", file=sys.stderr)

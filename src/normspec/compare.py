@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 import numpy as np
@@ -42,6 +43,8 @@ class Context:
 
 
 CALL_TIMEOUT_S = 60.0  # set by the plugin's --call-timeout
+# Cumulative count and seconds of calls into implementations (for `normspec bench`).
+CALLS = {"count": 0, "seconds": 0.0}
 
 
 class CallTimeout(Exception):
@@ -61,6 +64,7 @@ def adapter_call(context: Context, what: str, clause: str):
     if alarm:
         previous = signal.signal(signal.SIGALRM, _on_alarm)
         signal.setitimer(signal.ITIMER_REAL, CALL_TIMEOUT_S)
+    start = time.perf_counter()
     try:
         yield
     except NonConformance:
@@ -71,6 +75,8 @@ def adapter_call(context: Context, what: str, clause: str):
         message = " ".join(str(error).split())[:500]
         context.fail(clause, what, f"raised {type(error).__name__} on a valid input: {message}")
     finally:
+        CALLS["count"] += 1
+        CALLS["seconds"] += time.perf_counter() - start
         if alarm:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous)

@@ -13,10 +13,12 @@ import pytest
 from hypothesis import HealthCheck, Phase, settings
 
 import os
+import time
 
 from normspec import clauses, expectations, failures, report
 from normspec.adapters import DTYPES, OPS, load_adapter
 from normspec.registry import clauses_for
+from normspec.strategies import DRAWN
 from normspec import compare
 from normspec.compare import NonConformance
 from normspec.errors import UsageError
@@ -168,6 +170,26 @@ def _nonconformance(excinfo) -> NonConformance | None:
     return None
 
 
+def _counters(state) -> dict:
+    """Cumulative counts in this process: cases drawn, implementation calls and seconds,
+    and whatever the adapters report through an optional statistics() method."""
+    counters = {"examples": DRAWN["cases"], "calls": compare.CALLS["count"], "call_seconds": compare.CALLS["seconds"]}
+    for adapter in state.adapters:
+        statistics = getattr(adapter, "statistics", None)
+        if callable(statistics):
+            counters.update({f"{adapter.id}:{k}": v for k, v in statistics().items()})
+    return counters
+
+
+_TIMING = pytest.StashKey[dict]()
+
+
+def pytest_runtest_setup(item):
+    state = item.config.stash.get(_STATE, None)
+    if state is not None:
+        item.stash[_TIMING] = dict(_counters(state), wall=time.perf_counter())
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     """Apply the expectations and attach the result record to the report (it travels to
@@ -203,9 +225,15 @@ def pytest_runtest_makereport(item, call):
         message = rep.longrepr[2]
     else:
         message = getattr(rep, "wasxfail", "")
+    before = item.stash.get(_TIMING, None)
+    timing = {}
+    if before is not None:
+        now = dict(_counters(state), wall=time.perf_counter())
+        timing = {k: v - before.get(k, 0) for k, v in now.items()}
     rep.user_properties.append(("normspec", dict(
         params, test=item.originalname, nodeid=item.nodeid, status=status, failed_clause=cited,
-        clauses=clauses_for(params.get("op"), _marker_args(item.function, "clauses")), message=message)))
+        clauses=clauses_for(params.get("op"), _marker_args(item.function, "clauses")), message=message,
+        timing=timing)))
 
 
 def pytest_runtest_logreport(report):

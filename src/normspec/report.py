@@ -59,6 +59,15 @@ def summary_markdown(state) -> str:
     return "\n".join(lines)
 
 
+def timing_totals(results) -> dict:
+    """Per adapter: the sums of the per-test counters (examples, calls, seconds, adapter statistics)."""
+    totals = defaultdict(lambda: defaultdict(float))
+    for result in results:
+        for key, value in (result.get("timing") or {}).items():
+            totals[result.get("adapter")][key] += value
+    return {adapter: dict(values) for adapter, values in totals.items()}
+
+
 def write(directory, state) -> None:
     """report.json and summary.md in `directory` (created)."""
     directory = Path(directory)
@@ -70,6 +79,7 @@ def write(directory, state) -> None:
         "python": platform.python_version(),
         "adapters": [{"id": a.id, "framework": a.framework_version(), "devices": a.device_status()}
                      for a in state.adapters],
+        "timing": timing_totals(state.results),
         "results": state.results,
     }
     (directory / "report.json").write_text(json.dumps(document, indent=2, default=str), encoding="utf-8")

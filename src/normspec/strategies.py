@@ -18,6 +18,7 @@ from normspec.registry import OPS
 FAMILIES = ("well_conditioned", "dyadic_grid", "exact_statistics", "large_offset", "spread_near_eps", "extreme_magnitude",
             "constant_slices")
 _MAX_ELEMENTS = 4096
+DRAWN = {"cases": 0}  # cases drawn, i.e. examples run (for `normspec bench`)
 
 
 def _validate(op: str, dtype: str, channel_axis: int, families) -> None:
@@ -162,6 +163,7 @@ def cases(draw, *, op: str, dtype: str, channel_axis: int = 1, families=FAMILIES
     cumulative allows momentum None (BN-4.2) when the adapter supports it.
     """
     _validate(op, dtype, channel_axis, families)
+    DRAWN["cases"] += 1
     row, np_dtype = OPS[op], numpy_dtype(dtype)
     shape, attrs = draw(shapes(op=op, channel_axis=channel_axis, min_reduction=min_reduction))
     family = draw(st.sampled_from(families))
