@@ -57,8 +57,11 @@ def normalize_slices(slices: np.ndarray, eps: float, *, center: bool = True) -> 
             mean, centred = None, slices
         # Squares are formed of values scaled by the slice's largest magnitude, so that
         # float64 inputs near the top of the range do not overflow (NUM-1.3).
+        # (Only ever scaled down: scaling tiny values up would overflow eps / scale^2, and
+        # their squares are negligible beside eps > 0 anyway; with eps = 0 any scale is safe.)
         scale = np.max(np.abs(centred), axis=1, keepdims=True)
         scale = np.where((scale > 0) & np.isfinite(scale), scale, 1.0)
+        scale = scale if eps == 0 else np.maximum(scale, 1.0)
         scaled = centred / scale
         scaled_variance = np.mean(scaled * scaled, axis=1, keepdims=True)
         variance = scaled_variance * scale * scale  # NORM-3 (RMS-2: the mean square)

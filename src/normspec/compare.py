@@ -100,7 +100,7 @@ def check_array(observed, *, shape: tuple, dtype, context: Context, what: str = 
 
 
 def assert_within(observed, expected, bound, *, clause: str, context: Context, what: str = "output",
-                  dtype=None, nonfinite_clause: str | None = None) -> None:
+                  dtype=None, nonfinite_clause: str | None = None, nan_allowed=None) -> None:
     """Every element of `observed` is within `bound` of `expected` (float64 arrays of one shape).
 
     Where `expected` is NaN, `observed` must be NaN; where it is infinite, equal (NUM-4).
@@ -110,7 +110,8 @@ def assert_within(observed, expected, bound, *, clause: str, context: Context, w
 
     A failure cites `clause`; one where a finite value was expected and a NaN or Inf came
     back cites `nonfinite_clause` (default `clause`), and one where NaN or Inf was
-    expected cites NUM-4.1 or NUM-4.2.
+    expected cites NUM-4.1 or NUM-4.2. Where the boolean mask `nan_allowed` is set, NaN is
+    accepted too (a rule such as NUM-4.2's "beta or NaN").
     """
     observed = np.asarray(observed, dtype=np.float64)
     expected = np.asarray(expected, dtype=np.float64)
@@ -123,6 +124,8 @@ def assert_within(observed, expected, bound, *, clause: str, context: Context, w
                        np.where(inf_expected, observed != expected, ~(error <= bound)))
         if dtype is not None and bad.any():
             bad &= observed != expected.astype(dtype).astype(np.float64)
+        if nan_allowed is not None:
+            bad &= ~(nan_allowed & np.isnan(observed))
     if not bad.any():
         return
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -19,8 +19,9 @@ CLAUSES = {
 }
 
 
-def valid_case(op: str, dtype: str, channel_axis: int) -> Case:
-    """A small valid case: 2 samples, 6 channels (or 6 features), 5 positions."""
+def valid_case(op: str, dtype: str, channel_axis: int, *, running_stats: bool = True) -> Case:
+    """A small valid case: 2 samples, 6 channels (or 6 features), 5 positions; InstanceNorm
+    tracks running statistics only with `running_stats` (the adapter's capability)."""
     np_dtype = numpy_dtype(dtype)
     rng = np.random.default_rng(0)
     if op in ("layer_norm", "rms_norm"):
@@ -29,17 +30,19 @@ def valid_case(op: str, dtype: str, channel_axis: int) -> Case:
         shape = (2, 6, 5) if channel_axis == 1 else (2, 5, 6)
         attrs, params_shape = ({"num_groups": 3} if op == "group_norm" else {}), (6,)
     params = {"weight": np.ones(params_shape, np_dtype), "bias": np.zeros(params_shape, np_dtype)}
-    if op in ("batch_norm", "instance_norm"):
+    if op == "batch_norm" or (op == "instance_norm" and running_stats):
         params.update(running_mean=np.zeros(6, np_dtype), running_var=np.ones(6, np_dtype))
+    elif op == "instance_norm":
+        params.update(running_mean=None, running_var=None)
     if op == "rms_norm":
         params["bias"] = None
     return Case(op=op, dtype=dtype, inputs=[rng.standard_normal(shape).astype(np_dtype)], training=[True],
                 eps=1e-5, attrs=attrs, params=params, momentum=0.1, channel_axis=channel_axis)
 
 
-def error_case(kind: str, op: str, dtype: str, channel_axis: int) -> tuple[Case, str]:
+def error_case(kind: str, op: str, dtype: str, channel_axis: int, *, running_stats: bool = True) -> tuple[Case, str]:
     """The valid case with one invalid choice of `kind`, and the clause that rejects it."""
-    case = valid_case(op, dtype, channel_axis)
+    case = valid_case(op, dtype, channel_axis, running_stats=running_stats)
     if kind == "negative_eps":
         case = dataclasses.replace(case, eps=-1.0)
     elif kind == "momentum_out_of_range":

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
+
 from normspec import reference
 
 
@@ -50,3 +52,19 @@ def clauses_for(op: str | None, cited) -> list:
     if op is None:
         return list(cited)
     return [c for c in cited if c.split("-")[0] in _GENERIC or c.split("-")[0] == _PREFIX[op]]
+
+
+def slice_ids(op: str, shape: tuple, attrs: dict, channel_axis: int) -> np.ndarray:
+    """The slice (NORM steps' unit) each element belongs to, as an int array of `shape`."""
+    if op in ("layer_norm", "rms_norm"):
+        k = len(attrs["normalized_shape"])
+        return np.arange(int(np.prod(shape[:len(shape) - k]))).repeat(int(np.prod(shape[len(shape) - k:]))).reshape(shape)
+    axis = channel_axis % len(shape)
+    index = np.indices(shape)
+    channel = index[axis]
+    if op == "batch_norm":
+        return channel
+    channels = shape[axis]
+    if op == "group_norm":
+        return index[0] * attrs["num_groups"] + channel // (channels // attrs["num_groups"])
+    return index[0] * channels + channel

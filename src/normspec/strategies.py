@@ -13,7 +13,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from normspec.cases import Case, numpy_dtype
-from normspec.registry import OPS
+from normspec.registry import OPS, slice_ids
 
 FAMILIES = ("well_conditioned", "dyadic_grid", "exact_statistics", "large_offset", "spread_near_eps", "extreme_magnitude",
             "constant_slices")
@@ -83,22 +83,6 @@ def shapes(draw, *, op: str, channel_axis: int = 1, min_reduction: int = 1):
     return tuple(dims), attrs
 
 
-def slice_ids(op: str, shape: tuple, attrs: dict, channel_axis: int) -> np.ndarray:
-    """The slice (NORM steps' unit) each element belongs to, as an int array of `shape`."""
-    if op in ("layer_norm", "rms_norm"):
-        k = len(attrs["normalized_shape"])
-        return np.arange(int(np.prod(shape[:len(shape) - k]))).repeat(int(np.prod(shape[len(shape) - k:]))).reshape(shape)
-    axis = channel_axis % len(shape)
-    index = np.indices(shape)
-    channel = index[axis]
-    if op == "batch_norm":
-        return channel
-    channels = shape[axis]
-    if op == "group_norm":
-        return index[0] * attrs["num_groups"] + channel // (channels // attrs["num_groups"])
-    return index[0] * channels + channel
-
-
 def _exact_statistics(rng, ids: np.ndarray, dtype) -> np.ndarray:
     """NUM-1.4: each slice is mean + a*(+1 / -1 balanced, one 0 if odd), mean and a small
     integers times a power of two, so sums are exact in float32 in any order."""
@@ -141,7 +125,7 @@ def fill(rng, family: str, shape: tuple, ids: np.ndarray, dtype, eps: float) -> 
         values = rng.uniform(-2, 2) + z * np.sqrt(eps) * 10.0 ** rng.uniform(-1, 1)
     elif family == "extreme_magnitude":
         # Largest magnitude whose squares summed over a slice stay finite in the compute
-        # precision (NUM-1.3), or smallest normal numbers.
+        # precision (NUM-1.3), or numbers near the smallest normal (subnormals included).
         compute_max = float(ml_dtypes.finfo(np.float32 if info.bits <= 32 else np.float64).max)
         big = min(float(info.max) / 4, np.sqrt(compute_max / (4 * n)))
         values = z * (big / 8 if rng.random() < 0.5 else float(info.smallest_normal) * 64)

@@ -83,3 +83,144 @@ def reference_bound(normalized, weight, bias) -> np.ndarray:
     gamma = 1.0 if weight is None else np.abs(weight)
     beta = 0.0 if bias is None else np.abs(bias)
     return 2 * REFERENCE_ULPS * u * (gamma * (1 + np.abs(normalized)) + beta)
+
+
+# ---------------------------------------------------------------------------------------
+# The backward pass (spec/gradients.md): the error model of GRAD-6, and the bound the
+# float64 reference VJPs are verified against (tests/test_reference_vjp.py).
+# ---------------------------------------------------------------------------------------
+
+def _slice_means(values: np.ndarray, slice_ids: np.ndarray) -> np.ndarray:
+    """The mean of `values` over each element's slice (ids as normspec.strategies.slice_ids),
+    spread back over the slice."""
+    _, inverse, counts = np.unique(slice_ids.ravel(), return_inverse=True, return_counts=True)
+    sums = np.bincount(inverse, weights=np.ravel(values))
+    return (sums / counts)[inverse].reshape(np.shape(values))
+
+
+def _parameter_sums(values: np.ndarray, parameter_axes: tuple) -> np.ndarray:
+    """Sums over every axis but the parameter's (GRAD-2), in the parameter's shape."""
+    values = np.asarray(values)
+    return values.sum(axis=tuple(a for a in range(values.ndim) if a not in parameter_axes))
+
+
+def _g(dy, weight) -> np.ndarray:
+    dy = np.asarray(dy, dtype=np.float64)
+    return dy if weight is None else dy * np.asarray(weight, dtype=np.float64)
+
+
+def vjp_bounds(steps: Steps, dy, weight, gradient: dict, *, slice_ids, parameter_axes: tuple, input_dtype,
+               weight_dtype=None, bias_dtype=None, frozen: bool = False) -> dict:
+    """GRAD-6: the largest error allowed for each element of dx, dgamma and dbeta.
+
+    `steps` are the reference's float64 Steps in the input layout (return_steps=True,
+    exact=True), `gradient` its exact VJP ({"x", "weight", "bias"}, exact=True), `dy`
+    the cotangent, `weight` gamma broadcast against x (None: gamma = 1). `slice_ids`
+    numbers each element's forward slice; the parameters span `parameter_axes` of x.
+    `frozen` selects GRAD-6.2 (evaluation with running statistics). Returns the bounds
+    as {"x": shape of x, "weight", "bias": parameter shape}; the parameter dtypes
+    default to the input's.
+    """
+    u = compute_roundoff(input_dtype)
+    n = steps.reduction_length
+    eps_n = statistics_error(n, u, exact_statistics=False)
+    r, kappa, x_hat = steps.inverse_std, steps.conditioning, np.abs(steps.normalized)
+    error_x_hat = eps_n * kappa + x_hat * (0.5 * eps_n * (1 + kappa) + 3 * u)  # NUM-1.1
+    g = np.abs(_g(dy, weight))
+    with np.errstate(invalid="ignore", over="ignore"):
+        if frozen:  # GRAD-6.2
+            dx_bound = 5 * u * r * g
+        else:  # GRAD-6.1; RMSNorm (no mean in Steps) has no mean path: G1 = 0
+            g1 = _slice_means(g, slice_ids) if steps.mean is not None else 0.0
+            g2 = _slice_means(g * x_hat, slice_ids)
+            e = _slice_means(g * error_x_hat, slice_ids)
+            error_r = 0.5 * eps_n * (1 + kappa) + 2 * u
+            magnitude = g + g1 + x_hat * g2
+            dx_bound = r * (eps_n * g1 + x_hat * (e + eps_n * g2) + g2 * error_x_hat + (error_r + 6 * u) * magnitude)
+        bounds = {"x": dx_bound + _rounding(gradient["x"], input_dtype)}
+        # GRAD-6.3: reductions of m terms each over the elements sharing a parameter element.
+        dy = np.abs(np.asarray(dy, dtype=np.float64))
+        m = dy.size // int(np.prod([dy.shape[a] for a in parameter_axes]))
+        bounds["weight"] = (_parameter_sums(dy * error_x_hat, parameter_axes)
+                            + (m + 2) * u * _parameter_sums(dy * x_hat, parameter_axes)
+                            + _rounding(gradient.get("weight"), weight_dtype or input_dtype))
+        bounds["bias"] = ((m + 2) * u * _parameter_sums(dy, parameter_axes)
+                          + _rounding(gradient.get("bias"), bias_dtype or input_dtype))
+    return bounds
+
+
+def _rounding(exact, dtype):
+    """u_out |value| + tau_out / 2: one rounding to the gradient's dtype (0 for an absent gradient)."""
+    if exact is None:
+        return 0.0
+    return unit_roundoff(dtype) * np.abs(exact) + float(ml_dtypes.finfo(np.dtype(dtype)).smallest_subnormal) / 2
+
+
+# The reference VJP (reference/_vjp.py) takes x_hat and r from the forward reference (each
+# within REFERENCE_ULPS of exact), centres g = gamma * dy with a two-part mean, and sums
+# along contiguous rows (pairwise). Its errors are then the rounding of gamma * dy (taken
+# exactly, below) and a few float64 roundings of the magnitudes below, whatever the
+# conditioning of x or dy: measured at most 1.6 ulps of them, on offsets of x up to 1e12
+# and of dy up to 1e6 times the spread, reduction lengths up to 160. 8 ulps as in the
+# forward (REFERENCE_ULPS) leaves room for longer pairwise sums.
+REFERENCE_VJP_ULPS = 8
+
+
+def _product_error(a, b) -> np.ndarray:
+    """The rounding error of the float64 products a * b (Dekker's TwoProduct with
+    Veltkamp's split: exact where nothing overflows); 0 where b is None."""
+    if b is None:
+        return np.zeros(np.shape(a))
+    a, b = np.broadcast_arrays(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64))
+
+    def split(v):
+        c = 134217729.0 * v  # 2**27 + 1
+        high = c - (c - v)
+        return high, v - high
+
+    with np.errstate(invalid="ignore", over="ignore"):
+        product = a * b
+        (ah, al), (bh, bl) = split(a), split(b)
+        return ((ah * bh - product) + ah * bl + al * bh) + al * bl
+
+
+def reference_vjp_bounds(steps: Steps, dy, weight, *, slice_ids, parameter_axes: tuple,
+                         frozen: bool = False) -> dict:
+    """How far the float64 reference VJP may be from the exact one (GRAD-1), per element.
+
+    Arguments as for vjp_bounds. dx: the rounding error of each g = gamma * dy (its
+    actual value; 0 without a weight), as it enters g, mean(g) and x_hat mean(g x_hat), plus REFERENCE_VJP_ULPS of the centred magnitudes r (|g - mean g| + mean|g - mean g|
+    + (1 + |x_hat|) mean(|g - mean g| (1 + |x_hat|))); the (1 + |x_hat|) carry the
+    absolute error of x_hat (REFERENCE_ULPS). dgamma, dbeta: REFERENCE_VJP_ULPS of
+    sum |dy| (1 + |x_hat|) and sum |dy|.
+    """
+    u = unit_roundoff(np.float64)
+    ulps = 2 * REFERENCE_VJP_ULPS * u
+    r, x_hat = steps.inverse_std, np.abs(steps.normalized)
+    g = _g(dy, weight)
+    with np.errstate(invalid="ignore", over="ignore"):
+        if frozen:
+            dx_bound = ulps * r * np.abs(g)
+        else:
+            centring = steps.mean is not None
+            centred = g - _slice_means(g, slice_ids) if centring else g
+            spread = _slice_means(np.abs(centred), slice_ids) if centring else 0.0
+            products = (1 + x_hat) * _slice_means(np.abs(centred) * (1 + x_hat), slice_ids)
+            rounded = np.abs(_product_error(dy, weight))
+            rounding = rounded + x_hat * _slice_means(rounded * x_hat, slice_ids)
+            if centring:
+                rounding = rounding + _slice_means(rounded, slice_ids)
+            dx_bound = r * (rounding + ulps * (np.abs(centred) + spread + products))
+        dy = np.abs(np.asarray(dy, dtype=np.float64))
+        return {"x": dx_bound,
+                "weight": ulps * _parameter_sums(dy * (1 + x_hat), parameter_axes),
+                "bias": ulps * _parameter_sums(dy, parameter_axes)}
+
+
+def reference_dot_bound(a, a_error, b, b_error, axis=None) -> np.ndarray:
+    """The error of sum(a * b) over `axis`, for float64 factors within a_error and b_error
+    of exact, with the products rounded and summed exactly (math.fsum, then one rounding):
+    sum(|b| a_error + |a| b_error) + 2u sum|a b|. For the laws of GRAD-2 to GRAD-4."""
+    u = unit_roundoff(np.float64)
+    a, b = np.abs(a), np.abs(b)
+    return np.sum(b * a_error + a * b_error + 2 * u * a * b, axis=axis)

@@ -1,0 +1,391 @@
+"""Correct implementations written independently of normspec.reference.
+
+`TwoPassKernel` (id "zoo-twopass") is the kind of NumPy kernel a framework ships:
+it computes in float32 for float16/bfloat16/float32 inputs and in float64 for
+float64 inputs, takes the mean and then the two-pass variance mean((x - mean)^2),
+normalizes with 1/sqrt(var + eps) and rounds once to the input dtype. Every step
+is a method, so that each mutant of the zoo (normspec.zoo.mutants_*) is a small
+subclass that overrides one step or sets one switch.
+
+`KahanKernel` (id "zoo-kahan") is a second, differently built correct
+implementation: sequential compensated sums over shifted data, channels-last
+layout, the "old_value" momentum convention and the biased running-variance
+estimator, so the false-alarm sweep also exercises the suite's translation of
+conventions (normspec.cases). `CORRECT` lists the two.
+
+`PlainTwoPassKernel` and `WelfordKernel` are correct by the spec's own notes but
+flagged by the suite; they stay here as the reproductions of those findings.
+
+Neither imports normspec.reference: they are checked against it, not built from it.
+"""
+from __future__ import annotations
+
+import ml_dtypes
+import numpy as np
+
+from normspec.adapters import Capabilities, Conventions, FunctionalAdapter
+
+_OPS = ("batch_norm", "layer_norm", "group_norm", "instance_norm", "rms_norm")
+
+
+def _quiet(method):
+    """NaN and Inf are inputs like any other here (NUM-4): no floating-point warnings."""
+    def wrapper(self, *args, **kwargs):
+        with np.errstate(all="ignore"):
+            return method(self, *args, **kwargs)
+    wrapper.__name__, wrapper.__doc__ = method.__name__, method.__doc__
+    return wrapper
+
+
+def _is(dtype, name: str) -> bool:
+    target = ml_dtypes.bfloat16 if name == "bfloat16" else name
+    return np.dtype(dtype) == np.dtype(target)
+
+
+class TwoPassKernel(FunctionalAdapter):
+    """A correct float32/float64 two-pass NumPy implementation of all five ops."""
+
+    id = "zoo-twopass"
+    framework = "numpy"
+    conventions = Conventions(channel_axis=1, momentum_weights="new_batch", running_var_estimator="unbiased",
+                              default_eps={op: 1e-5 for op in _OPS})
+    capabilities = Capabilities(cumulative_average=True, instance_norm_running_stats=True)
+
+    # ------------------------------------------------------------------ the steps
+    # Mutants override these. `rows` is a 2-D array (slices, n) in the compute dtype.
+
+    def compute_dtype(self, dtype) -> np.dtype:
+        """NUM-2.1: float32 for half and float32 inputs, float64 for float64."""
+        return np.dtype(np.float64) if _is(dtype, "float64") else np.dtype(np.float32)
+
+    def row_mean(self, rows):
+        """NORM-1 as a two-part mean: the plain mean, corrected by the mean of the residuals.
+        Exact for a constant row (the plain float32 mean of n copies of c need not be c)."""
+        first = rows.mean(axis=1, keepdims=True)
+        return first + (rows - first).mean(axis=1, keepdims=True)
+
+    def row_variance(self, rows, mean):
+        """The population variance of each row, two-pass."""
+        centred = rows - mean
+        return (centred * centred).mean(axis=1, keepdims=True)
+
+    def inverse_std(self, variance, eps):
+        return 1 / np.sqrt(variance + eps)
+
+    def normalize_rows(self, rows, eps):
+        """NORM-1 .. NORM-5 for every row: (x_hat, mean, population variance)."""
+        mean = self.row_mean(rows)
+        variance = self.row_variance(rows, mean)
+        return (rows - mean) * self.inverse_std(variance, eps), mean, variance
+
+    def mean_square_rows(self, rows):
+        return (rows * rows).mean(axis=1, keepdims=True)
+
+    def rms_rows(self, rows, eps):
+        """RMS-2, RMS-3 without the affine step."""
+        return rows * self.inverse_std(self.mean_square_rows(rows), eps)
+
+    def affine(self, x_hat, weight, bias):
+        """NORM-6; weight and bias are already shaped to broadcast (or None)."""
+        y = x_hat if weight is None else x_hat * weight
+        return y if bias is None else y + bias
+
+    def to_output(self, y, dtype):
+        """NUM-2.2: one rounding to the input dtype."""
+        return y.astype(dtype)
+
+    def to_state(self, value, dtype):
+        """NUM-2.2: running statistics in their own dtype."""
+        return value.astype(dtype)
+
+    def alpha(self, momentum, num_batches_tracked):
+        """BN-4.1 / BN-4.2: the new-batch weight of this update."""
+        if momentum is None:
+            return 1.0 / (num_batches_tracked + 1)
+        return momentum if self.conventions.momentum_weights == "new_batch" else 1.0 - momentum
+
+    def update(self, running, batch_statistic, alpha):
+        """BN-4.1."""
+        return (1 - alpha) * running + alpha * batch_statistic
+
+    def fed_variance(self, variance, m):
+        """BN-4.4 under this adapter's declared estimator."""
+        if self.conventions.running_var_estimator == "biased":
+            return variance
+        if m < 2:
+            raise ValueError("BN-5.2: the unbiased running variance needs more than one value per channel")
+        return variance * (m / (m - 1))
+
+    # ------------------------------------------------------------------ checks (ERR-1)
+
+    @staticmethod
+    def _check_eps(eps):
+        if not np.isfinite(eps) or eps < 0:
+            raise ValueError(f"eps={eps!r} must be a finite value >= 0")
+
+    def _check_momentum(self, momentum, allow_none: bool):
+        if momentum is None and allow_none:
+            return
+        if momentum is None or not 0 <= momentum <= 1:
+            raise ValueError(f"momentum={momentum!r} must lie in [0, 1]")
+
+    @staticmethod
+    def _param(value, shape, name, compute):
+        if value is None:
+            return None
+        if tuple(value.shape) != tuple(shape):
+            raise ValueError(f"{name} has shape {value.shape}, expected {tuple(shape)}")
+        return value.astype(compute)
+
+    # ------------------------------------------------------------------ layouts
+
+    def _ncl(self, x):
+        """x in the declared channel layout -> (N, C, L) and the shape to map back."""
+        axis = self.conventions.channel_axis % x.ndim
+        moved = np.moveaxis(x, axis, 1)
+        return moved.reshape(moved.shape[0], moved.shape[1], -1), moved.shape
+
+    def _from_ncl(self, y, moved_shape, ndim):
+        return np.moveaxis(y.reshape(moved_shape), 1, self.conventions.channel_axis % ndim)
+
+    def _channel_params(self, weight, bias, channels, compute):
+        weight = self._param(weight, (channels,), "weight", compute)
+        bias = self._param(bias, (channels,), "bias", compute)
+        return (None if weight is None else weight.reshape(1, channels, 1),
+                None if bias is None else bias.reshape(1, channels, 1))
+
+    # ------------------------------------------------------------------ ops
+
+    @_quiet
+    def layer_norm(self, x, *, normalized_shape, weight, bias, eps, device):
+        shape = tuple(np.atleast_1d(normalized_shape))
+        if x.shape[x.ndim - len(shape):] != shape or len(shape) > x.ndim:
+            raise ValueError(f"normalized_shape {shape} is not the trailing dimensions of {x.shape}")
+        self._check_eps(eps)
+        compute = self.compute_dtype(x.dtype)
+        rows = self.layer_rows(x.astype(compute), shape)
+        weight = self._param(weight, shape, "weight", compute)
+        bias = self._param(bias, shape, "bias", compute)
+        x_hat, _, _ = self.normalize_rows(rows, eps)
+        y = self.affine(x_hat, None if weight is None else weight.reshape(1, -1),
+                        None if bias is None else bias.reshape(1, -1))
+        return self.to_output(y.reshape(x.shape), x.dtype)
+
+    def layer_rows(self, x, normalized_shape):
+        """LN-2: one row per leading index."""
+        return x.reshape(-1, int(np.prod(normalized_shape)))
+
+    @_quiet
+    def rms_norm(self, x, *, normalized_shape, weight, eps, device):
+        shape = tuple(np.atleast_1d(normalized_shape))
+        if x.shape[x.ndim - len(shape):] != shape or len(shape) > x.ndim:
+            raise ValueError(f"normalized_shape {shape} is not the trailing dimensions of {x.shape}")
+        self._check_eps(eps)
+        compute = self.compute_dtype(x.dtype)
+        rows = self.layer_rows(x.astype(compute), shape)
+        weight = self._param(weight, shape, "weight", compute)
+        y = self.affine(self.rms_rows(rows, eps), None if weight is None else weight.reshape(1, -1), None)
+        return self.to_output(y.reshape(x.shape), x.dtype)
+
+    @_quiet
+    def group_norm(self, x, *, num_groups, weight, bias, eps, device):
+        self._check_eps(eps)
+        compute = self.compute_dtype(x.dtype)
+        ncl, moved_shape = self._ncl(x.astype(compute))
+        n, c, length = ncl.shape
+        if num_groups < 1 or c % num_groups:
+            raise ValueError(f"{c} channels cannot form {num_groups} equal groups")
+        weight, bias = self._channel_params(weight, bias, c, compute)
+        x_hat = self.group_normalize(ncl, num_groups, eps)
+        return self.to_output(self._from_ncl(self.affine(x_hat, weight, bias), moved_shape, x.ndim), x.dtype)
+
+    def group_normalize(self, ncl, num_groups, eps):
+        """GN-2: contiguous blocks of C/G channels of one sample are a row."""
+        n, c, length = ncl.shape
+        x_hat, _, _ = self.normalize_rows(ncl.reshape(n * num_groups, -1), eps)
+        return x_hat.reshape(n, c, length)
+
+    @_quiet
+    def batch_norm(self, x, *, weight, bias, running_mean, running_var, training, momentum, eps,
+                   num_batches_tracked, device):
+        self._check_eps(eps)
+        self._check_momentum(momentum, allow_none=True)
+        compute = self.compute_dtype(x.dtype)
+        ncl, moved_shape = self._ncl(x.astype(compute))
+        n, c, length = ncl.shape
+        weight, bias = self._channel_params(weight, bias, c, compute)
+        mean_state, var_state = (self._param(s, (c,), name, compute) for s, name in
+                                 ((running_mean, "running_mean"), (running_var, "running_var")))
+        if self.uses_batch_statistics(training):
+            x_hat, mean, variance = self.batch_statistics(ncl, eps)
+        else:
+            x_hat = self.frozen(ncl, mean_state, var_state, eps)
+        if self.updates_running_statistics(training):
+            if not self.uses_batch_statistics(training):
+                _, mean, variance = self.batch_statistics(ncl, eps)
+            alpha = self.alpha(momentum, num_batches_tracked)
+            fed = self.fed_variance(variance, n * length)
+            mean_state, var_state = self.update(mean_state, mean, alpha), self.update(var_state, fed, alpha)
+        y = self._from_ncl(self.affine(x_hat, weight, bias), moved_shape, x.ndim)
+        return (self.to_output(y, x.dtype), self.to_state(mean_state, running_mean.dtype),
+                self.to_state(var_state, running_var.dtype))
+
+    def batch_statistics(self, ncl, eps):
+        """BN-1, BN-2: one row per channel, over the batch and every position.
+        Returns x_hat (N, C, L), the batch mean (C,) and population variance (C,)."""
+        n, c, length = ncl.shape
+        x_hat, mean, variance = self.normalize_rows(ncl.transpose(1, 0, 2).reshape(c, -1), eps)
+        return x_hat.reshape(c, n, length).transpose(1, 0, 2), mean[:, 0], variance[:, 0]
+
+    def uses_batch_statistics(self, training: bool) -> bool:
+        """BN-2 / BN-3: training normalizes with the batch statistics, evaluation with the running ones."""
+        return training
+
+    def updates_running_statistics(self, training: bool) -> bool:
+        return training
+
+    def frozen(self, ncl, mean, variance, eps):
+        """BN-3: every element with the running statistics of its channel, (C,) each."""
+        shape = (1, ncl.shape[1], 1)
+        return (ncl - mean.reshape(shape)) * self.inverse_std(variance.reshape(shape), eps)
+
+    @_quiet
+    def instance_norm(self, x, *, weight, bias, running_mean, running_var, training, momentum, eps, device):
+        self._check_eps(eps)
+        tracked = running_mean is not None
+        if tracked:
+            self._check_momentum(momentum, allow_none=False)
+        compute = self.compute_dtype(x.dtype)
+        ncl, moved_shape = self._ncl(x.astype(compute))
+        n, c, length = ncl.shape
+        weight, bias = self._channel_params(weight, bias, c, compute)
+        mean_state = var_state = None
+        if tracked:
+            mean_state, var_state = (self._param(s, (c,), name, compute) for s, name in
+                                     ((running_mean, "running_mean"), (running_var, "running_var")))
+        if training or not tracked:
+            x_hat, mean, variance = self.instance_statistics(ncl, eps)
+            if tracked:
+                alpha = self.alpha(momentum, 0)
+                fed = self.fed_variance(variance, length)
+                mean_state = self.update(mean_state, self.instance_average(mean), alpha)
+                var_state = self.update(var_state, self.instance_average(fed), alpha)
+        else:
+            x_hat = self.instance_frozen(ncl, mean_state, var_state, eps)
+        y = self._from_ncl(self.affine(x_hat, weight, bias), moved_shape, x.ndim)
+        if not tracked:
+            return self.to_output(y, x.dtype), None, None
+        return (self.to_output(y, x.dtype), self.to_state(mean_state, running_mean.dtype),
+                self.to_state(var_state, running_var.dtype))
+
+    def instance_statistics(self, ncl, eps):
+        """IN-2: every (sample, channel) row with its own statistics: x_hat (N, C, L),
+        mean and population variance (N, C)."""
+        n, c, length = ncl.shape
+        x_hat, mean, variance = self.normalize_rows(ncl.reshape(n * c, length), eps)
+        return x_hat.reshape(n, c, length), mean.reshape(n, c), variance.reshape(n, c)
+
+    def instance_average(self, per_instance):
+        """IN-3: the batch average of the per-instance statistics, (N, C) -> (C,)."""
+        return per_instance.mean(axis=0)
+
+    def instance_frozen(self, ncl, mean, variance, eps):
+        """IN-3 evaluation: BN-3 with each channel's running statistics."""
+        return self.frozen(ncl, mean, variance, eps)
+
+
+class KahanKernel(TwoPassKernel):
+    """A correct implementation with sequential, compensated (Kahan) sums over data shifted
+    by each row's first element, channels last, old-value momentum and the biased
+    running-variance estimator (like Keras and Flax). The mean square of RMSNorm is a
+    plain sequential sum: without centring there is no cancellation to compensate."""
+
+    id = "zoo-kahan"
+    conventions = Conventions(channel_axis=-1, momentum_weights="old_value", running_var_estimator="biased",
+                              default_eps={op: 1e-5 for op in _OPS})
+    capabilities = Capabilities(cumulative_average=False, instance_norm_running_stats=True)
+
+    @staticmethod
+    def _kahan_sum(values):
+        """Each row's sum, one element at a time with a compensation term (Kahan 1965)."""
+        total = np.zeros((values.shape[0], 1), values.dtype)
+        compensation = np.zeros_like(total)
+        for k in range(values.shape[1]):
+            term = values[:, k:k + 1] - compensation
+            new_total = total + term
+            compensation = (new_total - total) - term
+            total = new_total
+        return total
+
+    def row_mean(self, rows):
+        shift = rows[:, :1]
+        return shift + self._kahan_sum(rows - shift) / rows.dtype.type(rows.shape[1])
+
+    def row_variance(self, rows, mean):
+        centred = rows - mean
+        return self._kahan_sum(centred * centred) / rows.dtype.type(rows.shape[1])
+
+    def mean_square_rows(self, rows):
+        total = np.zeros((rows.shape[0], 1), rows.dtype)
+        for k in range(rows.shape[1]):
+            total = total + rows[:, k:k + 1] * rows[:, k:k + 1]
+        return total / rows.dtype.type(rows.shape[1])
+
+
+class PlainTwoPassKernel(TwoPassKernel):
+    """TwoPassKernel with the plain one-part float32 mean: the textbook two-pass algorithm.
+
+    Not part of the false-alarm sweep, because the suite flags it: on a constant float32
+    BatchNorm slice the computed mean is off by an ulp, the two-pass variance is then a
+    tiny positive number (mean error squared) instead of 0, and NUM-1.5's variance bound,
+    purely relative to the exact batch variance (0 here), allows no error at all. Kept
+    as the reproduction of that finding (see the zoo report):
+        normspec check normspec.zoo.correct:PlainTwoPassKernel --ops batch_norm --dtypes float32
+    """
+
+    id = "zoo-plain-twopass"
+
+    def row_mean(self, rows):
+        return rows.mean(axis=1, keepdims=True)
+
+
+class WelfordKernel(KahanKernel):
+    """Welford's updating algorithm (channels last, old-value momentum, biased estimator).
+
+    Admitted by the note of NUM-1.1, but not part of the false-alarm sweep, because the
+    suite flags it (see the zoo report): (1) NUM-1.4's exact-statistics budget of 4u
+    assumes the statistics are sums divided by n, and Welford's per-element divisions
+    round, up to 1.4x that bound; (2) for an Inf in a BatchNorm/InstanceNorm training
+    slice its running mean is +-Inf, which NUM-4.2 allows, but the suite requires NaN;
+    (3) its RMSNorm mean square is NaN for a slice with an Inf, so every output of the
+    slice is NaN, which NUM-4.2 allows, but the suite requires beta for the finite
+    elements. Reproduce with `normspec check normspec.zoo.correct:WelfordKernel`."""
+
+    id = "zoo-welford"
+
+    @staticmethod
+    def _welford(rows):
+        """(mean, population variance) of each row, one element at a time (Welford 1962)."""
+        mean = np.zeros((rows.shape[0], 1), rows.dtype)
+        m2 = np.zeros((rows.shape[0], 1), rows.dtype)
+        for k in range(rows.shape[1]):
+            value = rows[:, k:k + 1]
+            delta = value - mean
+            mean = mean + delta / rows.dtype.type(k + 1)
+            m2 = m2 + delta * (value - mean)
+        return mean, m2 / rows.dtype.type(rows.shape[1])
+
+    def normalize_rows(self, rows, eps):
+        mean, variance = self._welford(rows)
+        x_hat = (rows - mean) / np.sqrt(variance + rows.dtype.type(eps))
+        return x_hat, mean, variance
+
+    def mean_square_rows(self, rows):
+        q = np.zeros((rows.shape[0], 1), rows.dtype)
+        for k in range(rows.shape[1]):
+            value = rows[:, k:k + 1]
+            q = q + (value * value - q) / rows.dtype.type(k + 1)
+        return q
+
+
+CORRECT = (TwoPassKernel, KahanKernel)
