@@ -6,10 +6,11 @@ pass exact=True for the float64 values.
 """
 from ._running import RunningResult
 from ._steps import Steps
-from .batch_norm import batch_norm
-from .group_norm import group_norm
-from .instance_norm import instance_norm
-from .layer_norm import layer_norm
-from .rms_norm import rms_norm
+from .batch_norm import batch_norm, batch_norm_vjp
+from .group_norm import group_norm, group_norm_vjp
+from .instance_norm import instance_norm, instance_norm_vjp
+from .layer_norm import layer_norm, layer_norm_vjp
+from .rms_norm import rms_norm, rms_norm_vjp
 
-__all__ = ["batch_norm", "layer_norm", "group_norm", "instance_norm", "rms_norm", "RunningResult", "Steps"]
+__all__ = ["batch_norm", "layer_norm", "group_norm", "instance_norm", "rms_norm", "RunningResult", "Steps",
+           "batch_norm_vjp", "layer_norm_vjp", "group_norm_vjp", "instance_norm_vjp", "rms_norm_vjp"]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _running, _validate
+from . import _running, _validate, _vjp
 from ._steps import affine, channel_slices, normalize_slices
 
 
@@ -65,3 +65,34 @@ def batch_norm(
         num_batches_tracked,
     )
     return (result, steps) if return_steps else result
+
+
+def batch_norm_vjp(
+    x,
+    dy,
+    weight=None,
+    bias=None,
+    running_mean=None,
+    running_var=None,
+    *,
+    training: bool,
+    momentum: float | None = 0.1,
+    eps: float,
+    channel_axis: int = 1,
+    running_var_estimator: str = "unbiased",
+    num_batches_tracked: int = 0,
+    exact: bool = False,
+):
+    """The VJP of `batch_norm` for the cotangent `dy` of its output (GRAD-1).
+
+    Training: GRAD-3 through the batch statistics of each channel; evaluation: GRAD-5
+    with the running statistics. dgamma and dbeta by GRAD-2. Takes the forward's
+    arguments (and rejects what it rejects); returns {"x", "weight", "bias"}, None
+    for an absent parameter, in the dtypes of GRAD-8.2 unless `exact`.
+    """
+    _, steps = batch_norm(x, weight, bias, running_mean, running_var, training=training, momentum=momentum,
+                          eps=eps, channel_axis=channel_axis, running_var_estimator=running_var_estimator,
+                          num_batches_tracked=num_batches_tracked, exact=True, return_steps=True)
+    axis = channel_axis % np.ndim(x)
+    return _vjp.vjp(x, dy, weight, bias, steps, slice_map=lambda a: channel_slices(a, axis),
+                    parameter_axes=(axis,), frozen=not training, exact=exact)

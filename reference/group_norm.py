@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _validate
+from . import _validate, _vjp
 from ._steps import affine, channel_slices, normalize_slices
 from normspec.errors import ConfigurationError
 
@@ -31,3 +31,15 @@ def group_norm(x, num_groups: int, weight=None, bias=None, *, eps: float, channe
     steps = normalize_slices(slices, eps).per_element(to_input)  # GN-2
     output = _validate.rounded(affine(steps.normalized, weight, bias, axis), x.dtype, exact)
     return (output, steps) if return_steps else output
+
+
+def group_norm_vjp(x, dy, num_groups: int, weight=None, bias=None, *, eps: float, channel_axis: int = 1,
+                   exact: bool = False):
+    """The VJP of `group_norm` (GRAD-1): GRAD-3 over the GN-2 slices, GRAD-2 per
+    channel. Returns {"x", "weight", "bias"} (None for an absent parameter)."""
+    _, steps = group_norm(x, num_groups, weight, bias, eps=eps, channel_axis=channel_axis, exact=True,
+                          return_steps=True)
+    axis = channel_axis % np.ndim(x)
+    per_group = np.shape(x)[axis] // num_groups
+    return _vjp.vjp(x, dy, weight, bias, steps, slice_map=lambda a: channel_slices(a, axis, per_group),
+                    parameter_axes=(axis,), exact=exact)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _running, _validate
+from . import _running, _validate, _vjp
 from ._steps import affine, channel_slices, normalize_slices
 
 
@@ -69,3 +69,29 @@ def instance_norm(
         0,
     )
     return (result, steps) if return_steps else result
+
+
+def instance_norm_vjp(
+    x,
+    dy,
+    weight=None,
+    bias=None,
+    running_mean=None,
+    running_var=None,
+    *,
+    use_input_stats: bool = True,
+    momentum: float | None = 0.1,
+    eps: float,
+    channel_axis: int = 1,
+    running_var_estimator: str = "unbiased",
+    exact: bool = False,
+):
+    """The VJP of `instance_norm` (GRAD-1): GRAD-3 over the IN-2 slices with instance
+    statistics, GRAD-5 with the running statistics (`use_input_stats=False`, IN-3),
+    GRAD-2 per channel. Returns {"x", "weight", "bias"} (None for an absent parameter)."""
+    _, steps = instance_norm(x, weight, bias, running_mean, running_var, use_input_stats=use_input_stats,
+                             momentum=momentum, eps=eps, channel_axis=channel_axis,
+                             running_var_estimator=running_var_estimator, exact=True, return_steps=True)
+    axis = channel_axis % np.ndim(x)
+    return _vjp.vjp(x, dy, weight, bias, steps, slice_map=lambda a: channel_slices(a, axis, 1),
+                    parameter_axes=(axis,), frozen=not use_input_stats, exact=exact)

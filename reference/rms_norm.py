@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _validate
+from . import _validate, _vjp
 from ._steps import affine, normalize_slices
 
 
@@ -25,3 +25,13 @@ def rms_norm(x, normalized_shape, weight=None, bias=None, *, eps: float, exact: 
     steps = normalize_slices(slices, eps, center=False).per_element(lambda a: a.reshape(x.shape))  # RMS-2
     output = _validate.rounded(affine(steps.normalized, weight, bias), x.dtype, exact)  # RMS-3
     return (output, steps) if return_steps else output
+
+
+def rms_norm_vjp(x, dy, normalized_shape, weight=None, bias=None, *, eps: float, exact: bool = False):
+    """The VJP of `rms_norm` (GRAD-1): GRAD-4 over the LN-2 slices, GRAD-2 over the
+    leading axes. Returns {"x", "weight", "bias"} (None for an absent parameter)."""
+    _, steps = rms_norm(x, normalized_shape, weight, bias, eps=eps, exact=True, return_steps=True)
+    ndim, k = np.ndim(x), len(_validate.normalized_shape_value(np.asarray(x), normalized_shape, "rms_norm"))
+    return _vjp.vjp(x, dy, weight, bias, steps, slice_map=lambda a: (a.reshape(-1, steps.reduction_length),
+                                                                     lambda s: s.reshape(a.shape)),
+                    parameter_axes=tuple(range(ndim - k, ndim)), center=False, exact=exact)

@@ -19,13 +19,13 @@ OPS_WITH_SECTIONS = {"BN": "batch_norm", "LN": "layer_norm", "GN": "group_norm",
 
 def test_every_op_and_the_numerics_rules_have_clauses():
     prefixes = {clause_id.split("-")[0] for clause_id in clauses.index()}
-    assert set(OPS_WITH_SECTIONS) | {"GEN", "NORM", "NUM", "ERR"} <= prefixes
+    assert set(OPS_WITH_SECTIONS) | {"GEN", "NORM", "NUM", "ERR", "GRAD"} <= prefixes
 
 
 def test_every_cited_clause_exists():
     """Every clause ID that code, tests or expectations cite is defined in the spec."""
     cited = set()
-    pattern = re.compile(r"\b((?:GEN|NORM|BN|LN|GN|IN|RMS|NUM|ERR)-[0-9]+(?:\.[0-9]+)*)\b")
+    pattern = re.compile(r"\b((?:GEN|NORM|BN|LN|GN|IN|RMS|NUM|ERR|GRAD)-[0-9]+(?:\.[0-9]+)*)\b")
     for folder in ("src", "reference", "adapters", "tests"):
         for path in (ROOT / folder).rglob("*"):
             if path.suffix in (".py", ".toml") and path.is_file():

@@ -43,7 +43,7 @@ OPS = {
 }
 
 
-_GENERIC = ("GEN", "NORM", "NUM", "ERR")
+_GENERIC = ("GEN", "NORM", "NUM", "ERR", "GRAD")
 _PREFIX = {"batch_norm": "BN", "layer_norm": "LN", "group_norm": "GN", "instance_norm": "IN", "rms_norm": "RMS"}
 
 

@@ -189,7 +189,8 @@ def reference_vjp_bounds(steps: Steps, dy, weight, *, slice_ids, parameter_axes:
     """How far the float64 reference VJP may be from the exact one (GRAD-1), per element.
 
     Arguments as for vjp_bounds. dx: the rounding error of each g = gamma * dy (its
-    actual value; 0 without a weight), as it enters g, mean(g) and x_hat mean(g x_hat), plus REFERENCE_VJP_ULPS of the centred magnitudes r (|g - mean g| + mean|g - mean g|
+    actual value; 0 without a weight), as it enters g, mean(g) and x_hat mean(g x_hat),
+    plus REFERENCE_VJP_ULPS of the centred magnitudes r (|g - mean g| + mean|g - mean g|
     + (1 + |x_hat|) mean(|g - mean g| (1 + |x_hat|))); the (1 + |x_hat|) carry the
     absolute error of x_hat (REFERENCE_ULPS). dgamma, dbeta: REFERENCE_VJP_ULPS of
     sum |dy| (1 + |x_hat|) and sum |dy|.
