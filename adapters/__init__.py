@@ -23,6 +23,9 @@ BUILTIN = {
 }
 
 
+LOADED = {}  # adapter id -> the target it was loaded by (reproduction snippets name it)
+
+
 def load_adapter(target: str) -> Adapter:
     """The adapter named by a built-in ID or by `package.module:attr`; UsageError otherwise."""
     path = BUILTIN.get(target, target)
@@ -32,15 +35,22 @@ def load_adapter(target: str) -> Adapter:
     try:
         module = importlib.import_module(module_name)
     except ImportError as error:
-        raise UsageError(f"adapter {target!r} cannot be imported ({error}); install its framework, "
-                         f"e.g. pip install 'normspec[{_extra(target)}]'") from None
+        hint = (f"install its framework, e.g. pip install 'normspec[{_extra(target)}]'" if target in BUILTIN
+                else "check the module path and that its directory is on PYTHONPATH")
+        raise UsageError(f"adapter {target!r} cannot be imported ({error}); {hint}") from None
+    except Exception as error:  # the module itself fails: a configuration error, not a non-conformance
+        raise UsageError(f"adapter {target!r}: importing {module_name} raised {type(error).__name__}: {error}") from None
     try:
         obj = getattr(module, attr)
     except AttributeError:
         raise UsageError(f"adapter {target!r}: module {module_name} has no attribute {attr!r}") from None
-    adapter = obj() if isinstance(obj, type) else obj
+    try:
+        adapter = obj() if isinstance(obj, type) else obj
+    except Exception as error:
+        raise UsageError(f"adapter {target!r}: {attr}() raised {type(error).__name__}: {error}") from None
     if not isinstance(adapter, Adapter) or not adapter.id:
         raise UsageError(f"adapter {target!r} is not an Adapter with an id (see adapters/base.py)")
+    LOADED[adapter.id] = target
     return adapter
 
 

@@ -12,9 +12,11 @@ expectation that no longer fails), 2 a usage or configuration error.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
+import tempfile
 from importlib.resources import files
 
 from normspec import __version__, clauses
@@ -55,10 +57,11 @@ def _adapters(args) -> int:
 def _check(args, extra: list, quiet: bool = False) -> int:
     load_adapter(args.target)  # a usage error here is reported before pytest starts
     suite = files("normspec.tests").joinpath("conformance")
+    report = args.report or tempfile.mkdtemp(prefix="normspec-report-")
     command = [sys.executable, "-m", "pytest", str(suite), "-p", "normspec.pytest_plugin", "-c", os.devnull,
                "--rootdir", os.getcwd(), "-p", "no:cacheprovider", "--import-mode=importlib",
-               "--adapter", args.target, "--normspec-profile", args.profile, "-q", "-rfE",
-               "--call-timeout", str(args.call_timeout),
+               "--adapter", args.target, "--normspec-profile", args.profile, "-q", "-rfE", "--tb=short",
+               "--call-timeout", str(args.call_timeout), "--normspec-report", report,
                # The tests run in a pytest-xdist worker, so an implementation that kills the
                # process (abort, segfault) or hangs in native code (pytest-timeout) fails the
                # test it was in; a new worker takes the rest and the report stays complete.
@@ -71,22 +74,35 @@ def _check(args, extra: list, quiet: bool = False) -> int:
     for path in args.expectations or []:
         command += ["--expectations", path]
     if args.report:
-        command += ["--normspec-report", args.report, f"--junitxml={os.path.join(args.report, 'junit.xml')}"]
-    completed = subprocess.run(command + extra, stdout=subprocess.DEVNULL if quiet else None,
+        command += [f"--junitxml={os.path.join(args.report, 'junit.xml')}"]
+    # A third-party target is importable from the working directory, as with `python -m`.
+    environment = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [os.getcwd(),
+                                                                            os.environ.get("PYTHONPATH")])))
+    completed = subprocess.run(command + extra, env=environment, stdout=subprocess.DEVNULL if quiet else None,
                                stderr=subprocess.DEVNULL if quiet else None)
-    if completed.returncode in (0, 1):
-        return completed.returncode
-    if completed.returncode == 5:
-        print("normspec check: no test applies to this selection (check --ops/--dtypes against the adapter)",
-              file=sys.stderr)
-    return 2
+    if completed.returncode not in (0, 1, 5):
+        return 2
+    ran = _results_that_ran(os.path.join(report, "report.json"))
+    if completed.returncode == 5 or ran == 0:
+        print("normspec check: no test applies to this selection (every test was skipped or none was "
+              "collected); check --ops/--dtypes/--devices against the adapter's capabilities", file=sys.stderr)
+        return 2
+    return completed.returncode
+
+
+def _results_that_ran(path: str) -> int:
+    """How many results in report.json passed, failed or failed as expected (not skipped)."""
+    try:
+        with open(path, encoding="utf-8") as stream:
+            results = json.load(stream)["results"]
+    except (OSError, ValueError, KeyError):
+        return 0
+    return sum(result["status"] != "not-run" for result in results)
 
 
 def _bench(args) -> int:
     """Per adapter: wall time of the check, examples per second, time per call inside the
     implementation (the floor), suite time per example over that floor, JIT cache hit rate."""
-    import json
-    import tempfile
     import time
     header = (f"{'adapter':<20} {'wall s':>7} {'examples':>8} {'ex/s':>6} {'calls':>7} {'call us':>8} "
               f"{'suite/ex us':>11} {'ratio':>6} {'cache hit':>9}  result")
@@ -163,6 +179,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if os.getcwd() not in sys.path:  # third-party targets resolve from the working directory
+        sys.path.insert(0, os.getcwd())
     extra = argv[argv.index("--") + 1:] if "--" in argv else []
     argv = argv[:argv.index("--")] if "--" in argv else argv
     args = _parser().parse_args(argv)

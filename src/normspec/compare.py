@@ -45,6 +45,9 @@ class Context:
 CALL_TIMEOUT_S = 60.0  # set by the plugin's --call-timeout
 # Cumulative count and seconds of calls into implementations (for `normspec bench`).
 CALLS = {"count": 0, "seconds": 0.0}
+# Adapters that timed out in the current test: later calls fail at once, so that
+# Hypothesis's shrinking does not wait out the timeout again and again.
+TIMED_OUT: set = set()
 
 
 class CallTimeout(Exception):
@@ -60,6 +63,9 @@ def adapter_call(context: Context, what: str, clause: str):
     """A call into the implementation under test. Raising on a valid input, or taking longer
     than CALL_TIMEOUT_S (interrupted where Python can be: a hang inside native code is left
     to the test-level timeout of `normspec check`), violates the op's clause `clause`."""
+    if context.adapter in TIMED_OUT:
+        context.fail(clause, what, f"not called again: an earlier call in this test did not return within "
+                                   f"{CALL_TIMEOUT_S:g} s (--call-timeout)")
     alarm = CALL_TIMEOUT_S > 0 and threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer")
     if alarm:
         previous = signal.signal(signal.SIGALRM, _on_alarm)
@@ -70,6 +76,7 @@ def adapter_call(context: Context, what: str, clause: str):
     except NonConformance:
         raise
     except CallTimeout:
+        TIMED_OUT.add(context.adapter)
         context.fail(clause, what, f"did not return within {CALL_TIMEOUT_S:g} s (--call-timeout)")
     except Exception as error:
         message = " ".join(str(error).split())[:500]

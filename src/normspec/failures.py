@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -28,16 +29,22 @@ def _printable(case) -> bool:
 
 
 def repro_snippet(adapter_id: str, case, device: str) -> str:
-    """Python that runs `case` again on the adapter and raises the same failure."""
+    """Python that runs `case` again on the adapter and checks it against the reference
+    (for a law, `case` is the input whose output disagreed with the other)."""
+    from normspec.adapters import LOADED
+    target = LOADED.get(adapter_id, adapter_id)
     head = ("import numpy as np, ml_dtypes\nfrom normspec.adapters import load_adapter\n"
             "from normspec.cases import Case, run_case\n")
     if not _printable(case):
         path = failure_dir() / f"{case_name(case, adapter_id, device)}.npz"
-        return head + f"run_case(load_adapter({adapter_id!r}), Case.load({str(path)!r}), {device!r})"
+        return head + f"run_case(load_adapter({target!r}), Case.load({str(path)!r}), {device!r})"
     dtype = "ml_dtypes.bfloat16" if case.dtype == "bfloat16" else f"np.{case.dtype}"
 
     def array(a):
-        return "None" if a is None else f"np.array({a.astype(np.float64).tolist()!r}, dtype={dtype})"
+        if a is None:
+            return "None"
+        values = re.sub(r"\b(nan|inf)\b", r"np.\1", repr(a.astype(np.float64).tolist()))
+        return f"np.array({values}, dtype={dtype})"
 
     return head + (
         f"case = Case(op={case.op!r}, dtype={case.dtype!r}, eps={case.eps!r}, attrs={case.attrs!r},\n"
@@ -45,7 +52,7 @@ def repro_snippet(adapter_id: str, case, device: str) -> str:
         f"    training={case.training!r}, momentum={case.momentum!r}, channel_axis={case.channel_axis},\n"
         f"    exact_statistics={case.exact_statistics}, family={case.family!r},\n"
         "    params={" + ", ".join(f"{k!r}: {array(v)}" for k, v in case.params.items()) + "})\n"
-        f"run_case(load_adapter({adapter_id!r}), case, {device!r})")
+        f"run_case(load_adapter({target!r}), case, {device!r})")
 
 
 def save(context, *, always: bool) -> Path | None:

@@ -51,7 +51,8 @@ def clauses_for(op: str | None, cited) -> list:
     """The cited clauses that apply to `op`: the generic ones and the op's own."""
     if op is None:
         return list(cited)
-    return [c for c in cited if c.split("-")[0] in _GENERIC or c.split("-")[0] == _PREFIX[op]]
+    return [c for c in cited if (c.split("-")[0] in _GENERIC or c.split("-")[0] == _PREFIX[op])
+            and (c != "NUM-1.5" or OPS[op].stateful)]  # running statistics: BatchNorm, InstanceNorm
 
 
 def slice_ids(op: str, shape: tuple, attrs: dict, channel_axis: int) -> np.ndarray:
