@@ -1,0 +1,247 @@
+"""The gate as a user runs it: `normspec check` in a subprocess, from a directory outside
+the source tree, against the examples in examples/ and against faulty adapters written
+here. Every run is narrow (one or two ops, float32, a few examples) so that the file
+stays fast; the runs that start the suite go two at a time.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import xml.etree.ElementTree as ElementTree
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+NARROW = ["--dtypes", "float32", "--examples", "3"]
+
+
+def gate(*args, cwd, pythonpath=()):
+    """`normspec check ARGS` as a user runs it, from `cwd`, with `pythonpath` (and examples/)."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([*map(str, pythonpath), str(EXAMPLES)]))
+    return subprocess.run([sys.executable, "-m", "normspec.cli", "check", *map(str, args)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def records(report_dir, **where):
+    results = json.loads((Path(report_dir) / "report.json").read_text())["results"]
+    return [r for r in results if all(r.get(k) == v for k, v in where.items())]
+
+
+# Adapters with one fault each, in layer_norm unless the fault needs another op; the rest is
+# the conforming example kernel.
+FAULTY = '''
+import os, time
+import numpy as np
+from welford_kernel import WelfordKernel
+
+class Raises(WelfordKernel):
+    id = "raises"
+    def layer_norm(self, x, **kwargs):
+        raise RuntimeError("kernel launch failed")
+
+class ReturnsNone(WelfordKernel):
+    id = "returns-none"
+    def layer_norm(self, x, **kwargs):
+        return None
+
+class WrongShape(WelfordKernel):
+    id = "wrong-shape"
+    def layer_norm(self, x, **kwargs):
+        return super().layer_norm(x, **kwargs)[..., :-1]
+
+class Float64(WelfordKernel):
+    id = "float64"
+    def layer_norm(self, x, **kwargs):
+        return super().layer_norm(x, **kwargs).astype(np.float64)
+
+class ReturnsNaN(WelfordKernel):
+    id = "returns-nan"
+    def layer_norm(self, x, **kwargs):
+        return np.full_like(super().layer_norm(x, **kwargs), np.nan)
+
+class Aborts(WelfordKernel):
+    id = "aborts"
+    def layer_norm(self, x, **kwargs):
+        os.abort()
+
+class Sleeps(WelfordKernel):  # in BatchNorm's single-value test, which Hypothesis does not shrink
+    id = "sleeps"
+    def batch_norm(self, x, **kwargs):
+        time.sleep(3)
+        return super().batch_norm(x, **kwargs)
+'''
+
+# fault -> (the `normspec check` selection, the op whose records fail, what their message says)
+FAULTS = {
+    "Raises": ([], "layer_norm", "raised RuntimeError on a valid input: kernel launch failed"),
+    "ReturnsNone": ([], "layer_norm", "returned None instead of an array"),
+    "WrongShape": ([], "layer_norm", "has shape"),
+    "Float64": ([], "layer_norm", "has dtype float64, expected the input dtype float32"),
+    "ReturnsNaN": ([], "layer_norm", "observed nan"),
+    # A crash ends the worker; a new one runs the rest, so rms_norm still has results.
+    "Aborts": (["--ops", "layer_norm,rms_norm", "--", "-k", "forward_matches or exact_statistics"], "layer_norm",
+               "crashed"),
+    "Sleeps": (["--ops", "batch_norm,layer_norm", "--call-timeout", "0.5", "--",
+                "-k", "single_value_channel or (forward_matches and layer_norm)"], "batch_norm",
+               "did not return within 0.5 s"),
+}
+DEFAULT_SELECTION = ["--ops", "layer_norm", "--", "-k", "forward_matches"]
+
+STALE = '''
+[[expected_failure]]
+test = "test_exact_statistics"
+op = "layer_norm"
+dtype = "float32"
+clause = "NUM-1.4"
+reason = "listed, but the kernel passes"
+version = "welford-kernel 1.0"
+minimal_input = "x = np.array([1.0, 2.0], np.float32)"
+observed = "-"
+expected = "-"
+'''
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """The runs that start the suite, two at a time: name -> (CompletedProcess, report dir)."""
+    root = tmp_path_factory.mktemp("gate")
+    (root / "faulty.py").write_text(FAULTY)
+    (root / "stale.toml").write_text(STALE)
+    plans = {
+        "conforming": ["welford_kernel:WelfordKernel", "--ops", "layer_norm,batch_norm", *NARROW, "--",
+                       "-k", "forward_matches or exact_statistics or single_value"],
+        "deviating": ["eps_outside_kernel:EpsOutside", *NARROW, "--", "-k", "exact_statistics"],
+        "deviating-expected": ["eps_outside_kernel:EpsOutside", *NARROW, "--expectations",
+                               EXAMPLES / "eps_outside_expectations.toml", "--", "-k", "exact_statistics"],
+        "stale": ["welford_kernel:WelfordKernel", "--ops", "layer_norm", *NARROW, "--expectations",
+                  root / "stale.toml", "--", "-k", "exact_statistics"],
+    }
+    for fault, (selection, _, _) in FAULTS.items():
+        plans[fault] = [f"faulty:{fault}", *NARROW, *(selection or DEFAULT_SELECTION)]
+
+    def run(name):
+        args = plans[name]
+        at = args.index("--") if "--" in args else len(args)
+        report = root / f"report-{name}"
+        return gate(*args[:at], "--report", report, *args[at:], cwd=root, pythonpath=[root]), report
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return dict(zip(plans, pool.map(run, plans)))
+
+
+def test_conforming_example_passes_and_writes_the_report(runs):
+    completed, report = runs["conforming"]
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr
+    document = json.loads((report / "report.json").read_text())
+    assert {"normspec_version", "spec_version", "profile", "adapters", "results"} <= set(document)
+    assert document["profile"] == "ci"
+    (adapter,) = document["adapters"]
+    assert adapter["id"] == "welford-kernel"
+    assert adapter["framework"].startswith("welford-kernel 1.0 (numpy ")
+    assert adapter["devices"] == {"cpu": None}
+    assert {(r["test"], r["op"]) for r in document["results"]} >= {
+        ("test_forward_matches_reference", "layer_norm"), ("test_forward_matches_reference", "batch_norm"),
+        ("test_exact_statistics", "layer_norm"), ("test_single_value_channel", "batch_norm")}
+    for record in document["results"]:
+        assert {"clauses", "op", "dtype", "device", "status", "message"} <= set(record)
+        assert record["status"] == "pass" and record["dtype"] == "float32" and record["device"] == "cpu"
+        assert record["clauses"]
+    summary = (report / "summary.md").read_text()
+    assert "| clause | batch_norm | layer_norm |" in summary
+    assert "| NUM-1.1 | pass | pass |" in summary
+    assert "| BN-5.1 | pass |  |" in summary
+    suite = ElementTree.parse(report / "junit.xml").getroot().find("testsuite")
+    assert suite.get("failures") == "0" and suite.get("errors") == "0" and int(suite.get("tests")) >= 4
+
+
+def test_deviating_example_fails_citing_its_clause(runs):
+    completed, report = runs["deviating"]
+    assert completed.returncode == 1, completed.stdout[-3000:] + completed.stderr
+    (record,) = records(report, test="test_exact_statistics", op="layer_norm", dtype="float32")
+    assert record["status"] == "fail"
+    assert record["failed_clause"] == "NUM-1.4" and "NUM-1.4" in record["clauses"]
+    assert record["message"].startswith("NUM-1.4 violated: eps-outside layer_norm output")
+    assert "reproduce:" in record["message"]
+    assert "test_exact_statistics[eps-outside-layer_norm-float32-cpu]: NUM-1.4" in (report / "summary.md").read_text()
+
+
+def test_failure_snippet_reproduces_the_failure(runs, tmp_path):
+    _, report = runs["deviating"]
+    snippets = sorted((report / "failures").glob("*.py"))
+    assert snippets and all(s.with_suffix(".npz").is_file() for s in snippets)
+    env = dict(os.environ, PYTHONPATH=str(EXAMPLES))
+    completed = subprocess.run([sys.executable, snippets[0]], cwd=tmp_path, env=env, capture_output=True, text=True,
+                               timeout=120)
+    assert completed.returncode != 0
+    assert "normspec.compare.NonConformance: NUM-1" in completed.stderr, completed.stderr[-2000:]
+
+
+def test_expectations_file_turns_the_finding_into_an_expected_failure(runs):
+    completed, report = runs["deviating-expected"]
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr
+    (record,) = records(report, test="test_exact_statistics", op="layer_norm", dtype="float32")
+    assert record["status"] == "expected-failure"
+    assert "eps_outside_expectations.toml" in record["message"]
+
+
+def test_expectation_that_no_longer_fails_fails_the_gate(runs):
+    completed, report = runs["stale"]
+    assert completed.returncode == 1
+    (record,) = records(report, test="test_exact_statistics", op="layer_norm")
+    assert record["status"] == "fail" and "no longer fails" in record["message"]
+
+
+def _one_line_error(completed):
+    output = completed.stdout + completed.stderr
+    assert completed.returncode == 2, output
+    assert "Traceback" not in output
+    assert len(output.strip().splitlines()) == 1, output
+    return output
+
+
+MALFORMED = {
+    "bad-toml": "[[expected_failure]\ntest = ",
+    "missing-keys": '[[expected_failure]]\ntest = "test_exact_statistics"\nclause = "NUM-1.4"\n',
+    "unknown-key": STALE + 'colour = "red"\n',
+}
+
+
+@pytest.mark.parametrize("kind", MALFORMED)
+def test_malformed_expectations_file_is_a_usage_error(kind, tmp_path):
+    (tmp_path / "bad.toml").write_text(MALFORMED[kind])
+    output = _one_line_error(gate("numpy", "--ops", "layer_norm", "--expectations", "bad.toml", cwd=tmp_path))
+    assert "bad.toml" in output
+
+
+@pytest.mark.parametrize("args, says", [
+    (["no-such-adapter"], "unknown adapter 'no-such-adapter'"),
+    (["no_such_module:Adapter"], "cannot be imported"),
+    (["needs_missing_dependency:Adapter"], "No module named 'not_installed_anywhere'"),
+    (["welford_kernel:NoSuchClass"], "has no attribute 'NoSuchClass'"),
+    (["numpy", "--ops", "layer_norm,batchnorm"], "--ops: unknown batchnorm"),
+    (["numpy", "--spec-version", "9.9.9"], "--spec-version 9.9.9"),
+    (["raises_on_import:Adapter"], "no CUDA device"),
+])
+def test_usage_errors_exit_2_with_one_line(args, says, tmp_path):
+    (tmp_path / "needs_missing_dependency.py").write_text("import not_installed_anywhere\n")
+    (tmp_path / "raises_on_import.py").write_text("raise RuntimeError('no CUDA device')\n")
+    assert says in _one_line_error(gate(*args, cwd=tmp_path, pythonpath=[tmp_path]))
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_faulty_adapter_fails_with_a_complete_report(runs, fault):
+    completed, report = runs[fault]
+    _, op, says = FAULTS[fault]
+    assert completed.returncode == 1, completed.stdout[-3000:] + completed.stderr
+    assert "Traceback" not in completed.stderr
+    affected = records(report, op=op)
+    assert affected and all(r["status"] == "fail" and says in r["message"] for r in affected), affected
+    others = [r for r in records(report) if r["op"] != op]
+    assert all(r["status"] == "pass" for r in others)
+    if fault in ("Aborts", "Sleeps"):  # the run went on past the crash or the hang
+        assert others
