@@ -2,8 +2,9 @@
 
 `TwoPassKernel` (id "zoo-twopass") is the kind of NumPy kernel a framework ships:
 it computes in float32 for float16/bfloat16/float32 inputs and in float64 for
-float64 inputs, takes the mean and then the two-pass variance mean((x - mean)^2),
-normalizes with 1/sqrt(var + eps) and rounds once to the input dtype. Every step
+float64 inputs, takes the mean (in two parts: the plain mean corrected by the mean
+of the residuals) and then the two-pass variance mean((x - mean)^2), normalizes
+with 1/sqrt(var + eps) and rounds once to the input dtype. Every step
 is a method, so that each mutant of the zoo (normspec.zoo.mutants_*) is a small
 subclass that overrides one step or sets one switch.
 
@@ -13,8 +14,9 @@ layout, the "old_value" momentum convention and the biased running-variance
 estimator, so the false-alarm sweep also exercises the suite's translation of
 conventions (normspec.cases). `CORRECT` lists the two.
 
-`PlainTwoPassKernel` and `WelfordKernel` are correct by the spec's own notes but
-flagged by the suite; they stay here as the reproductions of those findings.
+`PlainTwoPassKernel` and `WelfordKernel` are correct by the spec's own notes and
+were flagged by the suite; they stay here as the reproductions of those findings
+(see their docstrings).
 
 Neither imports normspec.reference: they are checked against it, not built from it.
 """
@@ -158,18 +160,21 @@ class TwoPassKernel(FunctionalAdapter):
 
     @_quiet
     def layer_norm(self, x, *, normalized_shape, weight, bias, eps, device):
-        shape = tuple(np.atleast_1d(normalized_shape))
-        if x.shape[x.ndim - len(shape):] != shape or len(shape) > x.ndim:
-            raise ValueError(f"normalized_shape {shape} is not the trailing dimensions of {x.shape}")
+        shape = self._normalized_shape(x, normalized_shape)
         self._check_eps(eps)
         compute = self.compute_dtype(x.dtype)
-        rows = self.layer_rows(x.astype(compute), shape)
-        weight = self._param(weight, shape, "weight", compute)
-        bias = self._param(bias, shape, "bias", compute)
-        x_hat, _, _ = self.normalize_rows(rows, eps)
-        y = self.affine(x_hat, None if weight is None else weight.reshape(1, -1),
-                        None if bias is None else bias.reshape(1, -1))
-        return self.to_output(y.reshape(x.shape), x.dtype)
+        x_hat, _, _ = self.normalize_rows(self.layer_rows(x.astype(compute), shape), eps)
+        # weight and bias have shape normalized_shape: they broadcast against the trailing axes
+        y = self.affine(x_hat.reshape(x.shape), self._param(weight, shape, "weight", compute),
+                        self._param(bias, shape, "bias", compute))
+        return self.to_output(y, x.dtype)
+
+    @staticmethod
+    def _normalized_shape(x, normalized_shape) -> tuple:
+        shape = tuple(np.atleast_1d(normalized_shape))
+        if not 1 <= len(shape) <= x.ndim or x.shape[x.ndim - len(shape):] != shape:
+            raise ValueError(f"normalized_shape {shape} is not the trailing dimensions of {x.shape}")
+        return shape
 
     def layer_rows(self, x, normalized_shape):
         """LN-2: one row per leading index."""
@@ -177,15 +182,12 @@ class TwoPassKernel(FunctionalAdapter):
 
     @_quiet
     def rms_norm(self, x, *, normalized_shape, weight, eps, device):
-        shape = tuple(np.atleast_1d(normalized_shape))
-        if x.shape[x.ndim - len(shape):] != shape or len(shape) > x.ndim:
-            raise ValueError(f"normalized_shape {shape} is not the trailing dimensions of {x.shape}")
+        shape = self._normalized_shape(x, normalized_shape)
         self._check_eps(eps)
         compute = self.compute_dtype(x.dtype)
-        rows = self.layer_rows(x.astype(compute), shape)
-        weight = self._param(weight, shape, "weight", compute)
-        y = self.affine(self.rms_rows(rows, eps), None if weight is None else weight.reshape(1, -1), None)
-        return self.to_output(y.reshape(x.shape), x.dtype)
+        x_hat = self.rms_rows(self.layer_rows(x.astype(compute), shape), eps)
+        y = self.affine(x_hat.reshape(x.shape), self._param(weight, shape, "weight", compute), None)
+        return self.to_output(y, x.dtype)
 
     @_quiet
     def group_norm(self, x, *, num_groups, weight, bias, eps, device):
@@ -335,12 +337,11 @@ class KahanKernel(TwoPassKernel):
 class PlainTwoPassKernel(TwoPassKernel):
     """TwoPassKernel with the plain one-part float32 mean: the textbook two-pass algorithm.
 
-    Not part of the false-alarm sweep, because the suite flags it: on a constant float32
-    BatchNorm slice the computed mean is off by an ulp, the two-pass variance is then a
-    tiny positive number (mean error squared) instead of 0, and NUM-1.5's variance bound,
-    purely relative to the exact batch variance (0 here), allows no error at all. Kept
-    as the reproduction of that finding (see the zoo report):
-        normspec check normspec.zoo.correct:PlainTwoPassKernel --ops batch_norm --dtypes float32
+    Kept as a regression case: on a constant float32 BatchNorm slice its computed mean is
+    off by an ulp, so the two-pass variance is a tiny positive number (the mean's error
+    squared) instead of 0, which NUM-1.5's variance bound allowed no room for until the
+    delta_mu^2 term (spec after 803c4db). Check with
+        python -m normspec.zoo false-alarms --implementations zoo-plain-twopass --profile dev
     """
 
     id = "zoo-plain-twopass"
@@ -353,13 +354,13 @@ class WelfordKernel(KahanKernel):
     """Welford's updating algorithm (channels last, old-value momentum, biased estimator).
 
     Admitted by the note of NUM-1.1, but not part of the false-alarm sweep, because the
-    suite flags it (see the zoo report): (1) NUM-1.4's exact-statistics budget of 4u
-    assumes the statistics are sums divided by n, and Welford's per-element divisions
-    round, up to 1.4x that bound; (2) for an Inf in a BatchNorm/InstanceNorm training
-    slice its running mean is +-Inf, which NUM-4.2 allows, but the suite requires NaN;
-    (3) its RMSNorm mean square is NaN for a slice with an Inf, so every output of the
-    slice is NaN, which NUM-4.2 allows, but the suite requires beta for the finite
-    elements. Reproduce with `normspec check normspec.zoo.correct:WelfordKernel`."""
+    suite flags it: NUM-1.4's exact-statistics budget of 4u assumes the statistics are
+    sums divided by n (exact on those inputs), while Welford's running mean divides at
+    every element and rounds, so test_exact_statistics fails it (1.0x to 1.4x the bound
+    seen) in every op and dtype. (Two further flags, an infinite running mean after an
+    Inf input and an all-NaN RMSNorm slice, were resolved in the suite by 803c4db.)
+    Reproduce with `normspec check normspec.zoo.correct:WelfordKernel -- -k exact_statistics`.
+    """
 
     id = "zoo-welford"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._base import NUMERIC, Mutant, ops
+from ._base import NUMERIC, SLICES, Mutant, ops
 
 
 # ---------------------------------------------------------------- reduction axes and layout
@@ -12,7 +12,7 @@ from ._base import NUMERIC, Mutant, ops
 class LayerNormLastAxisOnly(Mutant):
     """LayerNorm over the last axis only, even when normalized_shape has two dimensions."""
     id, violates = "mutant-layer-norm-last-axis-only", "LN-2"
-    caught_by = NUMERIC | {"LN-2", "NORM-5"}
+    caught_by = SLICES | {"LN-2", "NORM-5"}
     capabilities = ops("layer_norm")
 
     def layer_rows(self, x, normalized_shape):
@@ -23,7 +23,7 @@ class BatchNormPerPosition(Mutant):
     """Training BatchNorm statistics over the batch axis only, per channel and position
     (the spatial axes are not reduced); the running statistics are right."""
     id, violates = "mutant-batch-norm-per-position", "BN-2"
-    caught_by = NUMERIC | {"BN-2", "NORM-5"}
+    caught_by = SLICES | {"BN-2", "NORM-5"}
     capabilities = ops("batch_norm")
 
     def batch_statistics(self, ncl, eps):
@@ -37,7 +37,7 @@ class BatchNormLastAxisAsChannels(Mutant):
     """Training BatchNorm written for channels-last data: the statistics are taken per
     index of the last axis although the layout is channels first (right for rank 2)."""
     id, violates = "mutant-batch-norm-last-axis-as-channels", "BN-2"
-    caught_by = NUMERIC | {"BN-2", "NORM-5"}
+    caught_by = SLICES | {"BN-2", "NORM-5"}
     capabilities = ops("batch_norm")
 
     def batch_norm(self, x, **kwargs):
@@ -58,7 +58,7 @@ class BatchNormLastAxisAsChannels(Mutant):
 class InstanceNormOverBatch(Mutant):
     """InstanceNorm statistics over the batch and the positions (BatchNorm's slices)."""
     id, violates = "mutant-instance-norm-over-batch", "IN-2"
-    caught_by = NUMERIC | {"IN-2", "NUM-1.5", "NORM-5", "GN-2"}
+    caught_by = SLICES | {"IN-2", "NUM-1.5", "NORM-5", "GN-2"}
     capabilities = ops("instance_norm")
 
     def instance_statistics(self, ncl, eps):
@@ -70,7 +70,7 @@ class InstanceNormOverBatch(Mutant):
 class GroupNormInterleaved(Mutant):
     """Channel c belongs to group c % G (interleaved) instead of the contiguous block c // (C/G)."""
     id, violates = "mutant-group-norm-interleaved", "GN-2"
-    caught_by = NUMERIC | {"GN-2", "NORM-5"}
+    caught_by = SLICES | {"GN-2", "NORM-5"}
     capabilities = ops("group_norm")
 
     def group_normalize(self, ncl, num_groups, eps):
@@ -85,7 +85,7 @@ class GroupNormInterleaved(Mutant):
 class GroupNormGroupsAsSize(Mutant):
     """num_groups taken as the number of channels per group (C / G groups instead of G)."""
     id, violates = "mutant-group-norm-groups-as-size", "GN-2"
-    caught_by = NUMERIC | {"GN-2", "NORM-5"}
+    caught_by = SLICES | {"GN-2", "NORM-5"}
     capabilities = ops("group_norm")
 
     def group_normalize(self, ncl, num_groups, eps):
@@ -135,6 +135,18 @@ class BiasIgnored(Mutant):
         return super().affine(x_hat, weight, None)
 
 
+class BiasOnlyWithWeight(Mutant):
+    """The bias is applied only inside the weight branch: bias without weight is dropped."""
+    id, violates = "mutant-bias-only-with-weight", "NORM-6"
+    caught_by = NUMERIC
+    capabilities = ops("group_norm", dtypes=("float32",))
+    gap = ("weight and bias are drawn together or not at all (strategies.cases: with_affine); "
+           "draw them independently, so that bias without weight and weight without bias occur")
+
+    def affine(self, x_hat, weight, bias):
+        return x_hat if weight is None else super().affine(x_hat, weight, bias)
+
+
 # ---------------------------------------------------------------- RMSNorm
 
 class RmsCentres(Mutant):
@@ -176,3 +188,17 @@ class RmsWeightInside(Mutant):
     def rms_norm(self, x, *, weight, **kwargs):
         scaled = x if weight is None else (x.astype(np.float32) * weight.astype(np.float32)).astype(x.dtype)
         return super().rms_norm(scaled, weight=None, **kwargs)
+
+
+class RmsSingleElementPassthrough(Mutant):
+    """A slice of one element is returned unnormalized (gamma * x): a kernel shortcut for
+    n == 1, where x / sqrt(x^2 + eps) is due."""
+    id, violates = "mutant-rms-single-element-passthrough", "RMS-3"
+    caught_by = NUMERIC | {"RMS-3"}
+    capabilities = ops("rms_norm", dtypes=("float32",))
+    gap = ("no test draws a reduction length of 1 for LayerNorm, GroupNorm, InstanceNorm or RMSNorm: "
+           "every conformance test passes min_reduction=2, which only BatchNorm training (BN-5) and "
+           "InstanceNorm with tracked unbiased statistics (IN-3) need")
+
+    def rms_rows(self, rows, eps):
+        return rows if rows.shape[1] == 1 else super().rms_rows(rows, eps)

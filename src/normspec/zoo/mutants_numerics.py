@@ -44,6 +44,19 @@ class EpsHardcoded(Mutant):
         return super().inverse_std(variance, 1e-5)
 
 
+class EpsZeroMeansDefault(Mutant):
+    """eps = eps or 1e-5: eps = 0, a valid value (ERR-1.3), is falsy and replaced by the
+    framework default."""
+    id, violates = "mutant-eps-zero-means-default", "NORM-4"
+    caught_by = NUMERIC | {"NORM-5"}
+    capabilities = ops("layer_norm", dtypes=("float32",))
+    gap = ("eps = 0 is never drawn (strategies.cases samples eps from 1e-5, 1e-3, 1e-6); draw 0 too, "
+           "for slices with nonzero variance (NUM-3.3 leaves zero-variance slices with eps = 0 unspecified)")
+
+    def inverse_std(self, variance, eps):
+        return super().inverse_std(variance, eps or 1e-5)
+
+
 class UnbiasedNormalization(Mutant):
     """Normalizes with the unbiased variance sum(d^2) / (n - 1) instead of the population
     variance (the running-variance estimator leaking into the output)."""
@@ -70,6 +83,18 @@ class OnePassVariance(Mutant):
 
 
 # ---------------------------------------------------------------- precision and dtypes
+
+class ApproximateRsqrt(Mutant):
+    """1/sqrt by a hardware-style approximation good to 12 bits, without the Newton step
+    (relative error up to 2^-12): hidden by the output rounding of float16, not float32."""
+    id, violates = "mutant-approximate-rsqrt", "NUM-1.1"
+    caught_by = NUMERIC | {"NORM-5"}
+    capabilities = ops("layer_norm")
+
+    def inverse_std(self, variance, eps):
+        mantissa, exponent = np.frexp(super().inverse_std(variance, eps))
+        return np.ldexp(np.round(mantissa * 2.0**12) / 2.0**12, exponent).astype(mantissa.dtype)
+
 
 class HalfAccumulation(Mutant):
     """float16/bfloat16 inputs computed in the input dtype, sums accumulated element by
@@ -212,6 +237,20 @@ class ZeroVarianceZero(Mutant):
         return np.where(constant, 0, y.reshape(rows.shape)).astype(y.dtype).reshape(y.shape)
 
 
+class NonFiniteParametersSanitized(Mutant):
+    """NaN and +-Inf in weight and bias are replaced by finite numbers (nan_to_num), so they do
+    not propagate as IEEE 754 arithmetic would."""
+    id, violates = "mutant-nonfinite-parameters-sanitized", "NUM-4.3"
+    caught_by = frozenset({"NUM-4.3", "NUM-4.1", "NUM-4.2"})
+    capabilities = ops("layer_norm", dtypes=("float32",))
+    gap = ("NUM-4.3 has no test: no strategy puts NaN or +-Inf into weight, bias or the running "
+           "statistics; a NaN/Inf-parameter property like test_non_finite_propagation would kill it")
+
+    def affine(self, x_hat, weight, bias):
+        clean = (lambda a: None if a is None else np.nan_to_num(a))
+        return super().affine(x_hat, clean(weight), clean(bias))
+
+
 # ---------------------------------------------------------------- blocked kernels
 
 def _blocked_sum(values, *, drop_tail: bool):
@@ -272,18 +311,52 @@ class NegativeEpsAccepted(Mutant):
     """Accepts eps < 0 without an error (and normalizes with it)."""
     id, violates = "mutant-negative-eps-accepted", "ERR-1.3"
     caught_by = frozenset({"ERR-1.3"})
-    capabilities = ops("layer_norm")
+    capabilities = ops("layer_norm", dtypes=("float32",))
 
     @staticmethod
     def _check_eps(eps):
         return None
 
 
+class UnevenGroupsAccepted(Mutant):
+    """num_groups that does not divide the channels is accepted: the channels are split into
+    nearly equal groups (np.array_split) instead of raising."""
+    id, violates = "mutant-uneven-groups-accepted", "ERR-1.4"
+    caught_by = frozenset({"ERR-1.4"})
+    capabilities = ops("group_norm", dtypes=("float32",))
+
+    def group_norm(self, x, *, num_groups, **kwargs):
+        channels = x.shape[self.conventions.channel_axis % x.ndim]
+        if num_groups >= 1 and channels % num_groups:
+            self._uneven = num_groups
+            return super().group_norm(x, num_groups=1, **kwargs)
+        self._uneven = None
+        return super().group_norm(x, num_groups=num_groups, **kwargs)
+
+    def group_normalize(self, ncl, num_groups, eps):
+        if not self._uneven:
+            return super().group_normalize(ncl, num_groups, eps)
+        parts = np.array_split(ncl, self._uneven, axis=1)
+        return np.concatenate([super(UnevenGroupsAccepted, self).group_normalize(p, 1, eps) for p in parts], axis=1)
+
+
+class NormalizedShapeUnchecked(Mutant):
+    """normalized_shape is only counted, not compared: LayerNorm normalizes the trailing
+    len(normalized_shape) axes whatever their sizes."""
+    id, violates = "mutant-normalized-shape-unchecked", "ERR-1.5"
+    caught_by = frozenset({"ERR-1.5"})
+    capabilities = ops("layer_norm", dtypes=("float32",))
+
+    @staticmethod
+    def _normalized_shape(x, normalized_shape):
+        return tuple(x.shape[x.ndim - len(np.atleast_1d(normalized_shape)):])
+
+
 class MomentumOutOfRangeAccepted(Mutant):
     """Accepts a new-batch weight outside [0, 1] (momentum 1.5) without an error."""
     id, violates = "mutant-momentum-out-of-range-accepted", "ERR-1.6"
     caught_by = frozenset({"ERR-1.6"})
-    capabilities = ops("batch_norm")
+    capabilities = ops("batch_norm", dtypes=("float32",))
 
     def _check_momentum(self, momentum, allow_none):
         return None

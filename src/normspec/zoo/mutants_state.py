@@ -76,6 +76,19 @@ class MomentumIgnored(Mutant):
         return 0.1
 
 
+class MomentumZeroMeansDefault(Mutant):
+    """momentum = momentum or 0.1: a new-batch weight of 0 (frozen statistics, valid by
+    ERR-1.6) is falsy and replaced by the default."""
+    id, violates = "mutant-momentum-zero-means-default", "BN-4.1"
+    caught_by = frozenset({"NUM-1.5", "BN-4.1"})
+    capabilities = ops("batch_norm", dtypes=("float32",))
+    gap = ("alpha = 0 is never drawn (strategies.cases samples momentum from 0.1, 0.01, 0.5, 1.0, None); "
+           "add 0.0 (for an old-value adapter, m = 1)")
+
+    def alpha(self, momentum, num_batches_tracked):
+        return super().alpha(None if momentum is None else momentum or 0.1, num_batches_tracked)
+
+
 class BiasedRunningVariance(Mutant):
     """Feeds the biased batch variance to the running update although the declared profile
     is unbiased (the estimators of BN-4.4 swapped)."""

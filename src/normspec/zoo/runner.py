@@ -6,9 +6,9 @@ with normspec's plugin and a collector plugin object (`_Collector`) that
 - keeps the result record the normspec plugin attaches to every test report (the
   clause a failure cites, its message), and
 - counts Hypothesis examples: it wraps the `inner_test` of each @given test (the
-  function Hypothesis calls once per example, shrinking included) and notes the
-  running count when a NonConformance is first raised. A test without Hypothesis
-  counts one example per run.
+  function Hypothesis calls once per example) and notes the running count when a
+  NonConformance is first raised, so "examples needed" ends at the first failing
+  example, before any shrinking. A test without Hypothesis counts one example.
 
 Sessions run in worker processes started with "spawn", so that neither the caller's
 pytest session nor its Hypothesis settings are touched.
@@ -21,12 +21,12 @@ import multiprocessing
 import os
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from importlib.resources import files
 
 import pytest
-from hypothesis import settings
+from hypothesis import Phase, settings
 
 from normspec.compare import NonConformance
 
@@ -36,16 +36,17 @@ SUITE = files("normspec.tests") / "conformance"
 class _Collector:
     """A pytest plugin object: result records and example counts of one session."""
 
-    def __init__(self, no_database: bool = False):
+    def __init__(self, overrides: dict | None = None):
         self.records, self.examples, self.tests = [], 0, 0
         self.first_failure = None  # (examples so far, examples in that test, tests so far, nodeid, clause)
-        self.no_database = no_database
+        self.overrides = overrides or {}
 
     @pytest.hookimpl(trylast=True)
     def pytest_configure(self, config):
-        if self.no_database:  # each seed on its own: no replay of examples saved by earlier runs
-            settings.register_profile("normspec-zoo-nodb", parent=settings.default, database=None)
-            settings.load_profile("normspec-zoo-nodb")
+        """After normspec's plugin has loaded its profile: the same profile with `overrides`."""
+        if self.overrides:
+            settings.register_profile("normspec-zoo", parent=settings.default, **self.overrides)
+            settings.load_profile("normspec-zoo")
 
     def _failed(self, start: int, item, error: NonConformance) -> None:
         if self.first_failure is None:
@@ -86,12 +87,19 @@ class _Collector:
 
 
 def run_session(adapters, *, profile: str = "ci", maxfail: int | None = None, seed: int | None = None,
-                select=None, options=(), workdir: str | None = None) -> dict:
+                shrink: bool = True, select=None, options=(), workdir: str | None = None) -> dict:
     """One in-process pytest session of the suite on `adapters` (package.module:attr targets).
-    Returns the records, the example counts and the session's terminal output."""
+
+    seed: --hypothesis-seed, and no example database, so that each seed stands on its own.
+    shrink=False leaves out Hypothesis's shrink and explain phases: the examples generated
+    are the same (the generate phase does not depend on them), the failure is reported as
+    first found. Returns the records, the example counts and the session's terminal output."""
     workdir = workdir or tempfile.gettempdir()
     os.environ["NORMSPEC_FAILURE_DIR"] = os.path.join(workdir, "failures")
-    collector = _Collector(no_database=seed is not None)
+    overrides = {} if seed is None else {"database": None}
+    if not shrink:
+        overrides["phases"] = (Phase.explicit, Phase.reuse, Phase.generate)
+    collector = _Collector(overrides)
     args = list(select) if select else [str(SUITE)]
     args += ["-p", "normspec.pytest_plugin", "-c", os.devnull, "--rootdir", workdir, "-p", "no:cacheprovider",
              "--import-mode=importlib", "--devices", "cpu", "--normspec-profile", profile, "-q", "--tb=line",
@@ -121,29 +129,33 @@ class Outcome:
     mutant: str
     violates: str
     caught_by: list
-    status: str  # killed | wrong-clause | survived | spurious | error
+    status: str  # killed | wrong-clause | survived | spurious | error | gap (survived, a documented suite gap)
     clause: str | None = None  # the clause the failure cites (normspec's record)
     test: str | None = None  # the failing test's node ID
     examples: int = 0  # examples run up to and including the first failing one
     examples_in_test: int = 0  # of which in the failing test
     tests: int = 0  # tests run, the failing one included
-    seconds: float = 0.0
+    seconds: float = 0.0  # wall time of the mutant's run and its confirmation
+    cpu_seconds: float = 0.0  # CPU time of the worker process for them
     message: str = ""
     confirmation: str = ""  # what the correct kernel did on the failing test
     clauses_seen: list = field(default_factory=list)  # every clause cited, with --maxfail > 1
+    gap: str = ""  # the mutant's documented suite gap, if any
 
 
-def kill_one(name: str, maxfail: int = 1, confirm: bool = True, workdir: str | None = None) -> dict:
+def kill_one(name: str, maxfail: int = 1, confirm: bool = True, shrink: bool = False,
+             workdir: str | None = None) -> dict:
     """Run the ci profile on the mutant `name` until `maxfail` tests fail; the Outcome as a dict."""
     from normspec.zoo import by_name, target
     cls = by_name(name)
-    started = time.perf_counter()
-    session = run_session([target(cls)], maxfail=maxfail, workdir=workdir)
+    started, cpu_started = time.perf_counter(), time.process_time()
+    session = run_session([target(cls)], maxfail=maxfail, shrink=shrink, workdir=workdir)
     failures = [r for r in session["records"] if r["status"] == "fail"]
-    outcome = Outcome(cls.id, cls.violates, sorted(cls.caught_by), "survived", tests=session["tests"],
-                      examples=session["examples"])
+    outcome = Outcome(cls.id, cls.violates, sorted(cls.caught_by), "gap" if cls.gap else "survived",
+                      tests=session["tests"], examples=session["examples"], gap=cls.gap)
     if session["exit_code"] not in (0, 1):
-        outcome.status, outcome.message = "error", f"pytest exit code {session['exit_code']}\n" + session["output"][-3000:]
+        outcome.status = "error"
+        outcome.message = f"pytest exit code {session['exit_code']}\n" + session["output"][-3000:]
     elif failures:
         first = failures[0]
         outcome.clause, outcome.test, outcome.message = first["failed_clause"], first["nodeid"], first["message"]
@@ -156,6 +168,7 @@ def kill_one(name: str, maxfail: int = 1, confirm: bool = True, workdir: str | N
             if outcome.confirmation != "passes":
                 outcome.status = "spurious"
     outcome.seconds = time.perf_counter() - started
+    outcome.cpu_seconds = time.process_time() - cpu_started
     return asdict(outcome)
 
 
@@ -181,14 +194,18 @@ def _pool(jobs: int) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
 
 
-def kill(names=None, *, jobs: int | None = None, maxfail: int = 1, confirm: bool = True) -> list:
-    """The Outcome (dict) of every mutant, in zoo order, run over `jobs` worker processes."""
-    from normspec.zoo import MUTANTS
-    names = list(names) if names else [cls.id for cls in MUTANTS]
+def kill(names=None, *, jobs: int | None = None, maxfail: int = 1, confirm: bool = True, shrink: bool = False) -> list:
+    """The Outcome (dict) of every mutant, in zoo order, run over `jobs` worker processes.
+    Without shrinking by default: a kill needs the first failure, not the smallest one."""
+    from normspec.zoo import MUTANTS, by_name
+    names = [by_name(name).id for name in names] if names else [cls.id for cls in MUTANTS]
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(names)))
+    # Longest first, so the workers finish together: the survivors run the whole suite of
+    # their op, the ERR-1 mutants everything before test_errors.
+    order = sorted(names, key=lambda n: (not by_name(n).gap, not by_name(n).violates.startswith("ERR")))
     with tempfile.TemporaryDirectory(prefix="normspec-zoo-") as workdir, _pool(jobs) as pool:
-        futures = [pool.submit(kill_one, name, maxfail, confirm, workdir) for name in names]
-        return [future.result() for future in futures]
+        futures = {name: pool.submit(kill_one, name, maxfail, confirm, shrink, workdir) for name in order}
+        return [futures[name].result() for name in names]
 
 
 # ---------------------------------------------------------------- false alarms
@@ -207,10 +224,18 @@ def sweep_one(targets: list, seed: int, profile: str, options=(), workdir: str |
             "output": session["output"][-3000:] if session["exit_code"] not in (0, 1) else ""}
 
 
-def false_alarms(targets: list, seeds, *, profile: str, jobs: int | None = None, options=()) -> list:
-    """sweep_one for every seed, over `jobs` worker processes, in seed order."""
+def false_alarms(targets: list, seeds, *, profile: str, jobs: int | None = None, options=(),
+                 workdir: str = "normspec-zoo-false-alarms", on_result=None) -> list:
+    """sweep_one for every seed, over `jobs` worker processes, in seed order. A failing case
+    too large to print is saved under `workdir`/failures (kept: the repro snippets name it).
+    on_result(result) is called as each seed finishes."""
     seeds = list(seeds)
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(seeds)))
-    with tempfile.TemporaryDirectory(prefix="normspec-zoo-") as workdir, _pool(jobs) as pool:
+    workdir = os.path.abspath(workdir)
+    os.makedirs(workdir, exist_ok=True)
+    with _pool(jobs) as pool:
         futures = [pool.submit(sweep_one, targets, seed, profile, tuple(options), workdir) for seed in seeds]
+        if on_result is not None:
+            for future in as_completed(futures):
+                on_result(future.result())
         return [future.result() for future in futures]

@@ -1,0 +1,75 @@
+"""What the TensorFlow-based adapters (`keras`, `tf-nn`) share: a quiet TensorFlow
+import, the device scope and status, and the NumPy <-> tensor conversion.
+
+Importing this module imports TensorFlow, so a missing TensorFlow surfaces as the
+ImportError that `load_adapter` turns into an install hint.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before the import: no startup INFO/WARNING lines
+
+
+def _import_tensorflow():
+    """Import TensorFlow with file descriptor 2 on /dev/null: TensorFlow 2.21 writes its absl
+    startup lines (the oneDNN notice) whatever TF_CPP_MIN_LOG_LEVEL says. Python errors
+    still propagate."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no file descriptor 2 to silence
+        import tensorflow
+        return tensorflow
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+    return tensorflow
+
+
+tf = _import_tensorflow()
+tf.get_logger().setLevel("ERROR")
+
+DEVICES = ("cpu", "cuda")
+_TF_DEVICE = {"cpu": "/CPU:0", "cuda": "/GPU:0"}
+
+
+def tf_version() -> str:
+    """The TensorFlow version, whichever distribution (tensorflow, tensorflow-cpu, ...) installed it."""
+    return f"tensorflow {tf.__version__}"
+
+
+def device_status() -> dict:
+    """cpu always; cuda only where TensorFlow sees a GPU."""
+    gpu = None if tf.config.list_physical_devices("GPU") else \
+        "cuda: not available (tf.config.list_physical_devices('GPU') is empty)"
+    return {"cpu": None, "cuda": gpu}
+
+
+def device_scope(device: str):
+    """The `tf.device` context that places the ops (and variables) of one call."""
+    return tf.device(_TF_DEVICE[device])
+
+
+def feature_shape(normalized_shape) -> tuple:
+    """normalized_shape (an int or a sequence of ints, NumPy ints included) as a tuple of ints."""
+    if np.ndim(normalized_shape) == 0:
+        return (int(normalized_shape),)
+    return tuple(int(d) for d in normalized_shape)
+
+
+def to_tensor(array):
+    """A NumPy array (bfloat16 as ml_dtypes.bfloat16) as a tensor of the same dtype; None stays None."""
+    return None if array is None else tf.convert_to_tensor(np.asarray(array))
+
+
+def to_numpy(tensor) -> np.ndarray:
+    """A tensor or variable as a NumPy array of the dtype TensorFlow holds it in
+    (TensorFlow's bfloat16 is ml_dtypes.bfloat16)."""
+    return np.asarray(tf.convert_to_tensor(tensor).numpy())
