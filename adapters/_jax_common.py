@@ -1,0 +1,180 @@
+"""What the Flax adapters (`flax-linen`, `flax-nnx`) share: the JAX setup, the
+description of one layer configuration (`Spec`), array placement and the adapter
+methods, written once against two hooks each Flax API implements.
+
+Importing this module turns on `jax_enable_x64` for the whole process: without it
+JAX silently computes float64 inputs in float32, so the float64 cases would test a
+configuration no float64 user has. It changes no other dtype the adapters use:
+every module gets explicit dtype/param_dtype, and Flax creates its batch
+statistics as explicit float32.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .base import Adapter, Capabilities, Conventions, Layer  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Spec:
+    """The structure of one layer: the key of the jit caches.
+
+    features: normalized_shape (LayerNorm, RMSNorm) or (C,) for the channel ops.
+    eps and momentum are not part of it: they reach the jitted functions as Python
+    floats, which JAX traces as weakly typed scalars, so they convert to the dtype
+    of the array they meet exactly as Flax's Python-float attributes do, and a new
+    eps does not cost a new compilation (the suite draws a new eps per example).
+    """
+
+    op: str
+    dtype: str
+    features: tuple
+    use_scale: bool
+    use_bias: bool
+    num_groups: int | None = None
+
+    @property
+    def axes(self) -> tuple:
+        """The trailing axes LayerNorm/RMSNorm reduce over and keep scale/bias for."""
+        return tuple(range(-len(self.features), 0))
+
+
+def jax_device(device: str):
+    return jax.devices("gpu" if device == "cuda" else device)[0]
+
+
+def put(array, device: str):
+    """A NumPy array (bfloat16 as ml_dtypes) as a JAX array on `device`; None stays None."""
+    return None if array is None else jax.device_put(jnp.asarray(array), jax_device(device))
+
+
+def to_numpy(array):
+    return None if array is None else np.asarray(array)
+
+
+def gpu_status():
+    try:
+        jax.devices("gpu")
+        return None
+    except RuntimeError:
+        return "cuda: not available (jax.devices('gpu') found none)"
+
+
+class FlaxAdapter(Adapter):
+    """The adapter methods of both Flax APIs. A subclass implements
+
+    `_apply(spec, eps, momentum, params, stats, x, training)` -> (output, new stats
+        or None): one call of the Flax module for `spec`; params holds "scale"/"bias"
+        (those in use), stats holds "mean"/"var" for BatchNorm;
+    `_fresh_stats(spec, eps, momentum)` -> "mean"/"var" of a freshly built BatchNorm.
+    """
+
+    framework = "flax"
+    conventions = Conventions(
+        channel_axis=-1, momentum_weights="old_value", running_var_estimator="biased",
+        default_eps={"batch_norm": 1e-5, "layer_norm": 1e-6, "group_norm": 1e-6,
+                     "instance_norm": 1e-6, "rms_norm": 1e-6})
+    capabilities = Capabilities(devices=("cpu", "cuda"), cumulative_average=False,
+                                instance_norm_running_stats=False)
+
+    def device_status(self) -> dict:
+        return {"cpu": None, "cuda": gpu_status()}
+
+    def _apply(self, spec, eps, momentum, params, stats, x, training):
+        raise NotImplementedError
+
+    def _fresh_stats(self, spec, eps, momentum):
+        raise NotImplementedError
+
+    def _stateless(self, spec, eps, x, weight, bias, device):
+        output, _ = self._apply(spec, float(eps), None, _params(weight, bias, device), None, put(x, device), False)
+        return to_numpy(output)
+
+    def layer_norm(self, x, *, normalized_shape, weight, bias, eps, device):
+        spec = Spec("layer_norm", str(x.dtype), _shape(normalized_shape), weight is not None, bias is not None)
+        return self._stateless(spec, eps, x, weight, bias, device)
+
+    def rms_norm(self, x, *, normalized_shape, weight, eps, device):
+        spec = Spec("rms_norm", str(x.dtype), _shape(normalized_shape), weight is not None, False)
+        return self._stateless(spec, eps, x, weight, None, device)
+
+    def group_norm(self, x, *, num_groups, weight, bias, eps, device):
+        spec = Spec("group_norm", str(x.dtype), (x.shape[-1],), weight is not None, bias is not None,
+                    num_groups=int(num_groups))
+        return self._stateless(spec, eps, x, weight, bias, device)
+
+    def instance_norm_layer(self, *, num_features, dtype, weight, bias, running_mean, running_var,
+                            momentum, eps, device):
+        if running_mean is not None or running_var is not None:
+            raise NotImplementedError("Flax InstanceNorm keeps no running statistics (IN-3)")
+        spec = Spec("instance_norm", str(np.dtype(dtype)), (num_features,), weight is not None, bias is not None)
+        return _StatelessLayer(self, spec, eps, weight, bias, device)
+
+    def batch_norm_layer(self, *, num_features, dtype, weight, bias, running_mean, running_var,
+                         momentum, eps, device):
+        if momentum is None:
+            raise NotImplementedError("Flax BatchNorm has no cumulative average (BN-4.2)")
+        spec = Spec("batch_norm", str(np.dtype(dtype)), (num_features,), weight is not None, bias is not None)
+        eps, momentum = float(eps), float(momentum)
+        if running_mean is None or running_var is None:
+            stats = self._fresh_stats(spec, eps, momentum)
+        else:
+            stats = {"mean": running_mean, "var": running_var}
+        return _BatchNormLayer(self, spec, eps, momentum, weight, bias, stats, device)
+
+
+class _StatelessLayer(Layer):
+    """InstanceNorm without running statistics: every call uses the input statistics."""
+
+    def __init__(self, adapter, spec, eps, weight, bias, device):
+        self._adapter, self._spec, self._eps, self._device = adapter, spec, eps, device
+        self._weight, self._bias = weight, bias
+
+    def __call__(self, x, *, training: bool):
+        return self._adapter._stateless(self._spec, self._eps, x, self._weight, self._bias, self._device)
+
+    def running_stats(self):
+        return None, None
+
+
+class _BatchNormLayer(Layer):
+    """A Flax BatchNorm: the parameters and the batch statistics live here between calls."""
+
+    def __init__(self, adapter, spec, eps, momentum, weight, bias, stats, device):
+        self._adapter, self._spec, self._device = adapter, spec, device
+        self._eps, self._momentum = eps, momentum
+        self._params = _params(weight, bias, device)
+        self._stats = {k: put(v, device) for k, v in stats.items()}
+
+    def __call__(self, x, *, training: bool):
+        output, self._stats = self._adapter._apply(self._spec, self._eps, self._momentum, self._params,
+                                                   self._stats, put(x, self._device), bool(training))
+        return to_numpy(output)
+
+    def running_stats(self):
+        return to_numpy(self._stats["mean"]), to_numpy(self._stats["var"])
+
+
+def _params(weight, bias, device) -> dict:
+    """Flax's names for the affine parameters in use (None: the module is built without it)."""
+    params = {"scale": put(weight, device), "bias": put(bias, device)}
+    return {k: v for k, v in params.items() if v is not None}
+
+
+def _shape(normalized_shape) -> tuple:
+    if isinstance(normalized_shape, (int, np.integer)):
+        return (int(normalized_shape),)
+    return tuple(int(d) for d in normalized_shape)
+
+
+def cache(function):
+    """Memoize a per-Spec builder (modules, jitted callables): one entry per configuration."""
+    return lru_cache(maxsize=None)(function)

@@ -1,0 +1,77 @@
+"""`flax-nnx`: the flax.nnx modules BatchNorm, LayerNorm, GroupNorm, InstanceNorm
+and RMSNorm in their default numerics (use_fast_variance=True, the default
+promote_dtype), channels last. Checked against flax 0.12.8, jax 0.10.2.
+
+Each module gets dtype = param_dtype = the input dtype, the configuration a user
+gets for inputs of that dtype. The module is constructed inside one jitted
+function per layer structure (so construction costs nothing after tracing and
+each new input shape compiles once); the given parameters and BatchNorm
+statistics replace its Variables' values (Variable.set_value keeps the given
+arrays and dtypes), or the statistics stay the fresh module's own.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from ._jax_common import FlaxAdapter, Spec, cache
+
+_MODULES = {"layer_norm": nnx.LayerNorm, "rms_norm": nnx.RMSNorm, "group_norm": nnx.GroupNorm,
+            "instance_norm": nnx.InstanceNorm, "batch_norm": nnx.BatchNorm}
+
+
+class FlaxNnxAdapter(FlaxAdapter):
+    id = "flax-nnx"
+
+    def _apply(self, spec: Spec, eps, momentum, params, stats, x, training):
+        return _step(spec)({**params, **(stats or {})}, x, eps, momentum, training=training)
+
+    def _fresh_stats(self, spec: Spec, eps, momentum):
+        return _init_stats(spec)(eps, momentum)
+
+
+def _module(spec: Spec, eps, momentum) -> nnx.Module:
+    dtype = jnp.dtype(spec.dtype)
+    kwargs = dict(epsilon=eps, dtype=dtype, param_dtype=dtype, use_scale=spec.use_scale, rngs=nnx.Rngs(0))
+    if spec.op in ("layer_norm", "rms_norm"):
+        kwargs.update(reduction_axes=spec.axes, feature_axes=spec.axes)
+    if spec.op != "rms_norm":
+        kwargs.update(use_bias=spec.use_bias)
+    if spec.op == "group_norm":
+        kwargs.update(num_groups=spec.num_groups, group_size=None)
+    if spec.op == "instance_norm":
+        kwargs.update(feature_axes=-1)
+    if spec.op == "batch_norm":
+        kwargs.update(axis=-1, momentum=momentum)
+    # nnx keeps scale/bias flat, (num_features,); LayerNorm/RMSNorm reshape them to the feature axes.
+    num_features = 1
+    for d in spec.features:
+        num_features *= d
+    return _MODULES[spec.op](num_features, **kwargs)
+
+
+def _batch_stats(module) -> dict:
+    return {"mean": module.mean.get_value(), "var": module.var.get_value()}
+
+
+@cache
+def _step(spec: Spec):
+    """The jitted call: (variables by name, x, eps, momentum, training) -> (output, batch stats or None)."""
+
+    def step(variables, x, eps, momentum, training):
+        module = _module(spec, eps, momentum)
+        for name, value in variables.items():
+            getattr(module, name).set_value(value)
+        if spec.op != "batch_norm":
+            return module(x), None
+        output = module(x, use_running_average=not training)
+        return output, _batch_stats(module)
+
+    return jax.jit(step, static_argnames="training")
+
+
+@cache
+def _init_stats(spec: Spec):
+    """The jitted construction of a BatchNorm: its fresh batch statistics."""
+    return jax.jit(lambda eps, momentum: _batch_stats(_module(spec, eps, momentum)))
