@@ -56,6 +56,7 @@ class Capabilities:
     batch_norm_training: bool = True
     cumulative_average: bool = False  # BN-4.2 through momentum=None
     instance_norm_running_stats: bool = False  # IN-3
+    backward_ops: tuple = ()  # the ops whose `vjp` is implemented (spec/gradients.md)
 
     def dtypes_for(self, op: str) -> tuple:
         return tuple(self.dtypes_by_op.get(op, self.dtypes))
@@ -102,6 +103,20 @@ class Adapter:
                             momentum, eps, device) -> "Layer":
         """running_mean/var None: a layer without running statistics (always input statistics);
         arrays: a layer that tracks running statistics, loaded with these values (IN-3)."""
+        raise NotImplementedError
+
+    # The backward pass, optional: declare the ops in capabilities.backward_ops.
+    def vjp(self, op, x, dy, *, weight, bias, running_mean, running_var, training, eps, device, **attrs) -> dict:
+        """The vector-Jacobian product (GRAD-1) of one forward call of `op`, through the
+        framework's own autodiff: {"x": dx, "weight": dgamma, "bias": dbeta} as NumPy
+        arrays, None for an absent parameter.
+
+        dy has the shape and dtype of the output. attrs are the op's own attributes
+        (normalized_shape, num_groups). For batch_norm and instance_norm, `training`
+        selects batch/instance statistics, and evaluation uses running_mean/var (an
+        instance_norm without them always uses instance statistics); the running
+        statistics are never differentiated (GRAD-1). rms_norm gets bias=None.
+        """
         raise NotImplementedError
 
 

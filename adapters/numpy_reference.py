@@ -12,7 +12,8 @@ class NumpyReferenceAdapter(FunctionalAdapter):
     conventions = Conventions(channel_axis=1, momentum_weights="new_batch", running_var_estimator="unbiased",
                               default_eps={op: 1e-5 for op in ("batch_norm", "layer_norm", "group_norm",
                                                                 "instance_norm", "rms_norm")})
-    capabilities = Capabilities(cumulative_average=True, instance_norm_running_stats=True)
+    capabilities = Capabilities(cumulative_average=True, instance_norm_running_stats=True,
+                                backward_ops=("batch_norm", "layer_norm", "group_norm", "instance_norm", "rms_norm"))
 
     def layer_norm(self, x, *, normalized_shape, weight, bias, eps, device):
         return reference.layer_norm(x, normalized_shape, weight, bias, eps=eps)
@@ -33,3 +34,11 @@ class NumpyReferenceAdapter(FunctionalAdapter):
         result = reference.instance_norm(x, weight, bias, running_mean, running_var, momentum=momentum, eps=eps,
                                          use_input_stats=training or running_mean is None)
         return result.output, result.running_mean, result.running_var
+
+    def vjp(self, op, x, dy, *, weight, bias, running_mean, running_var, training, eps, device, **attrs):
+        if op == "batch_norm":
+            return reference.batch_norm_vjp(x, dy, weight, bias, running_mean, running_var, training=training, eps=eps)
+        if op == "instance_norm":
+            return reference.instance_norm_vjp(x, dy, weight, bias, running_mean, running_var, eps=eps,
+                                               use_input_stats=training or running_mean is None)
+        return getattr(reference, f"{op}_vjp")(x, dy, weight=weight, bias=bias, eps=eps, **attrs)

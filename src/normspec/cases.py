@@ -33,6 +33,7 @@ class Case:
     channel_axis: int = 1
     exact_statistics: bool = False  # NUM-1.4 inputs
     family: str = ""
+    cotangent: np.ndarray | None = None  # dy of a backward case (normspec.backward), the input's shape and dtype
 
     @property
     def shape(self) -> tuple:
@@ -42,6 +43,8 @@ class Case:
         """Write the case as .npz (loads without pickle)."""
         arrays = {f"input_{i}": x.astype(np.float64) for i, x in enumerate(self.inputs)}
         arrays.update({f"param_{k}": v.astype(np.float64) for k, v in self.params.items() if v is not None})
+        if self.cotangent is not None:
+            arrays["cotangent"] = self.cotangent.astype(np.float64)
         meta = repr({"op": self.op, "dtype": self.dtype, "training": self.training, "eps": self.eps,
                      "attrs": self.attrs, "momentum": self.momentum, "channel_axis": self.channel_axis,
                      "exact_statistics": self.exact_statistics, "family": self.family,
@@ -56,7 +59,8 @@ class Case:
             dtype = np.dtype(ml_dtypes.bfloat16) if meta["dtype"] == "bfloat16" else np.dtype(meta["dtype"])
             inputs = [data[f"input_{i}"].astype(dtype) for i in range(len(meta["training"]))]
             params = {k: data[f"param_{k}"].astype(dtype) if f"param_{k}" in data else None for k in meta.pop("params")}
-        return cls(inputs=inputs, params=params, **meta)
+            cotangent = data["cotangent"].astype(dtype) if "cotangent" in data else None
+        return cls(inputs=inputs, params=params, cotangent=cotangent, **meta)
 
 
 def numpy_dtype(name: str) -> np.dtype:
@@ -104,25 +108,32 @@ class _Stateless:
         return self.function(x, **self.kwargs)
 
 
+def reference_arguments(case: Case, running_mean, running_var, training: bool, steps_so_far: int,
+                        estimator: str) -> dict:
+    """The keyword arguments (all but x) of the op's reference, and of its `<op>_vjp`
+    after dy, for one step of `case` from the given running statistics."""
+    row, p = OPS[case.op], case.params
+    arguments = dict(weight=p.get("weight"), eps=case.eps, **case.attrs)
+    if row.channel_axis:
+        arguments["channel_axis"] = case.channel_axis
+    if case.op != "rms_norm":
+        arguments["bias"] = p.get("bias")
+    if row.stateful:
+        arguments.update(running_mean=running_mean, running_var=running_var, momentum=case.momentum,
+                         running_var_estimator=estimator)
+    if case.op == "batch_norm":
+        arguments.update(training=training, num_batches_tracked=steps_so_far)
+    elif case.op == "instance_norm":
+        arguments["use_input_stats"] = training or running_mean is None
+    return arguments
+
+
 def reference_step(case: Case, x, running_mean, running_var, training: bool, steps_so_far: int, estimator: str):
     """The reference's (float64) result and Steps for one step of `case`."""
-    row, p = OPS[case.op], case.params
-    if case.op == "batch_norm":
-        return row.reference(x, p.get("weight"), p.get("bias"), running_mean, running_var, training=training,
-                             momentum=case.momentum, eps=case.eps, channel_axis=case.channel_axis,
-                             running_var_estimator=estimator, num_batches_tracked=steps_so_far,
-                             exact=True, return_steps=True)
-    if case.op == "instance_norm":
-        tracking = running_mean is not None
-        return row.reference(x, p.get("weight"), p.get("bias"), running_mean, running_var,
-                             use_input_stats=training or not tracking, momentum=case.momentum, eps=case.eps,
-                             channel_axis=case.channel_axis, running_var_estimator=estimator,
-                             exact=True, return_steps=True)
-    axis = {"channel_axis": case.channel_axis} if row.channel_axis else {}
-    extra = {"bias": p.get("bias")}
-    output, steps = row.reference(x, weight=p.get("weight"), eps=case.eps, exact=True, return_steps=True,
-                                  **case.attrs, **axis, **extra)
-    return _Plain(output), steps
+    row = OPS[case.op]
+    arguments = reference_arguments(case, running_mean, running_var, training, steps_so_far, estimator)
+    result, steps = row.reference(x, **arguments, exact=True, return_steps=True)
+    return (result if row.stateful else _Plain(result)), steps
 
 
 class _Plain:

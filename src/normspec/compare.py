@@ -93,16 +93,18 @@ def _indent(text: str) -> str:
     return "\n".join("    " + line for line in text.splitlines())
 
 
-def check_array(observed, *, shape: tuple, dtype, context: Context, what: str = "output") -> np.ndarray:
-    """GEN-3 and NUM-2.2: a NumPy array of the expected shape and dtype."""
+def check_array(observed, *, shape: tuple, dtype, context: Context, what: str = "output",
+                shape_clause: str = "GEN-3", dtype_clause: str = "NUM-2.2") -> np.ndarray:
+    """A NumPy array of the expected shape (GEN-3; GRAD-1 for gradients) and dtype
+    (NUM-2.2; GRAD-8.2 for gradients)."""
     if observed is None:
-        context.fail("GEN-3", what, "returned None instead of an array")
+        context.fail(shape_clause, what, "returned None instead of an array")
     if not isinstance(observed, np.ndarray):
-        context.fail("GEN-3", what, f"returned {type(observed).__name__}, not a NumPy array")
+        context.fail(shape_clause, what, f"returned {type(observed).__name__}, not a NumPy array")
     if observed.shape != tuple(shape):
-        context.fail("GEN-3", what, f"has shape {observed.shape}, expected {tuple(shape)}")
+        context.fail(shape_clause, what, f"has shape {observed.shape}, expected {tuple(shape)}")
     if observed.dtype != np.dtype(dtype):
-        context.fail("NUM-2.2", what, f"has dtype {observed.dtype}, expected the input dtype {np.dtype(dtype)}")
+        context.fail(dtype_clause, what, f"has dtype {observed.dtype}, expected the input dtype {np.dtype(dtype)}")
     return observed
 
 

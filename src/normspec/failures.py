@@ -19,13 +19,14 @@ def failure_dir() -> Path:
 
 def case_name(case, adapter_id: str, device: str) -> str:
     """A stable file name for a case: adapter, op, dtype, device and a hash of the inputs."""
-    digest = hashlib.sha1(b"".join(x.tobytes() for x in case.inputs) + repr(case.params.keys()).encode())
+    arrays = case.inputs + ([] if case.cotangent is None else [case.cotangent])
+    digest = hashlib.sha1(b"".join(x.tobytes() for x in arrays) + repr(case.params.keys()).encode())
     safe_adapter = "".join(c if c.isalnum() or c in "-_" else "_" for c in adapter_id)
     return f"{safe_adapter}-{case.op}-{case.dtype}-{device}-{digest.hexdigest()[:12]}"
 
 
 def _printable(case) -> bool:
-    return sum(x.size for x in case.inputs) <= _PRINTABLE_ELEMENTS
+    return sum(x.size for x in case.inputs) * (1 if case.cotangent is None else 2) <= _PRINTABLE_ELEMENTS
 
 
 def repro_snippet(adapter_id: str, case, device: str) -> str:
@@ -33,11 +34,14 @@ def repro_snippet(adapter_id: str, case, device: str) -> str:
     (for a law, `case` is the input whose output disagreed with the other)."""
     from normspec.adapters import LOADED
     target = LOADED.get(adapter_id, adapter_id)
+    backward = case.cotangent is not None
+    run = "run_vjp_case" if backward else "run_case"
     head = ("import numpy as np, ml_dtypes\nfrom normspec.adapters import load_adapter\n"
-            "from normspec.cases import Case, run_case\n")
+            + ("from normspec.cases import Case\nfrom normspec.backward import run_vjp_case\n" if backward
+               else "from normspec.cases import Case, run_case\n"))
     if not _printable(case):
         path = failure_dir() / f"{case_name(case, adapter_id, device)}.npz"
-        return head + f"run_case(load_adapter({target!r}), Case.load({str(path)!r}), {device!r})"
+        return head + f"{run}(load_adapter({target!r}), Case.load({str(path)!r}), {device!r})"
     dtype = "ml_dtypes.bfloat16" if case.dtype == "bfloat16" else f"np.{case.dtype}"
 
     def array(a):
@@ -51,8 +55,9 @@ def repro_snippet(adapter_id: str, case, device: str) -> str:
         f"    inputs=[{', '.join(array(x) for x in case.inputs)}],\n"
         f"    training={case.training!r}, momentum={case.momentum!r}, channel_axis={case.channel_axis},\n"
         f"    exact_statistics={case.exact_statistics}, family={case.family!r},\n"
-        "    params={" + ", ".join(f"{k!r}: {array(v)}" for k, v in case.params.items()) + "})\n"
-        f"run_case(load_adapter({target!r}), case, {device!r})")
+        "    params={" + ", ".join(f"{k!r}: {array(v)}" for k, v in case.params.items()) + "}"
+        + (f",\n    cotangent={array(case.cotangent)})\n" if backward else ")\n")
+        + f"{run}(load_adapter({target!r}), case, {device!r})")
 
 
 def save(context, *, always: bool) -> Path | None:

@@ -133,7 +133,8 @@ def pytest_generate_tests(metafunc):
         caps = adapter.capabilities
         if any(not getattr(caps, need) for need in needs):
             continue
-        for op in (o for o in state.ops if o in test_ops and o in caps.ops) if "op" in names else [None]:
+        covered = caps.backward_ops if "backward_ops" in needs else caps.ops  # backward tests: ops with a vjp
+        for op in (o for o in state.ops if o in test_ops and o in covered) if "op" in names else [None]:
             dtypes = ([d for d in state.dtypes if d in caps.dtypes_for(op) and d in test_dtypes]
                       if "dtype" in names else [None])
             for dtype in dtypes:

@@ -24,21 +24,22 @@ class OpInfo:
     ranks: tuple  # smallest and largest input rank
     shape_attr: str | None  # the attribute naming the normalized shape or the groups
     error_kinds: tuple = ()  # invalid configurations it must reject (normspec.error_inputs, spec ERR-1)
+    vjp: Callable | None = None  # the reference VJP (spec/gradients.md), the forward's arguments after dy
 
 
 OPS = {
     row.name: row
     for row in (
         OpInfo("batch_norm", ("BN-1", "BN-2", "BN-3", "BN-4"), reference.batch_norm, True, True, True, (2, 5), None,
-               ("negative_eps", "momentum_out_of_range", "weight_shape")),
+               ("negative_eps", "momentum_out_of_range", "weight_shape"), reference.batch_norm_vjp),
         OpInfo("layer_norm", ("LN-1", "LN-2"), reference.layer_norm, False, False, True, (1, 4), "normalized_shape",
-               ("negative_eps", "normalized_shape_mismatch", "weight_shape")),
+               ("negative_eps", "normalized_shape_mismatch", "weight_shape"), reference.layer_norm_vjp),
         OpInfo("group_norm", ("GN-1", "GN-2"), reference.group_norm, False, True, True, (2, 5), "num_groups",
-               ("negative_eps", "groups_not_dividing", "weight_shape")),
+               ("negative_eps", "groups_not_dividing", "weight_shape"), reference.group_norm_vjp),
         OpInfo("instance_norm", ("IN-1", "IN-2", "IN-3"), reference.instance_norm, True, True, True, (3, 5), None,
-               ("negative_eps", "weight_shape")),
+               ("negative_eps", "weight_shape"), reference.instance_norm_vjp),
         OpInfo("rms_norm", ("RMS-1", "RMS-2", "RMS-3"), reference.rms_norm, False, False, False, (1, 4),
-               "normalized_shape", ("negative_eps", "normalized_shape_mismatch", "weight_shape")),
+               "normalized_shape", ("negative_eps", "normalized_shape_mismatch", "weight_shape"), reference.rms_norm_vjp),
     )
 }
 

@@ -8,6 +8,8 @@ to a small shape and a simple family (the values are printed in the repro).
 """
 from __future__ import annotations
 
+import dataclasses
+
 import ml_dtypes
 import numpy as np
 from hypothesis import strategies as st
@@ -217,3 +219,43 @@ def long_slice_case(adapter, *, op: str, dtype: str, family: str, length: int = 
         params.update(running_mean=None, running_var=None)
     return Case(op=op, dtype=dtype, inputs=[x], training=[True], eps=1e-5, attrs=attrs, params=params,
                 momentum=0.1, channel_axis=channel_axis, exact_statistics=_exact(op, family), family=family)
+
+
+COTANGENTS = ("gaussian", "common_offset", "ones")
+
+
+def cotangent(rng, kind: str, shape: tuple, dtype) -> np.ndarray:
+    """dy of a backward case, rounded to `dtype`: Gaussian; a large common offset over a
+    small spread (mean(g) then cancels, GRAD-3); or all ones (the gradient of sum(y), for
+    which dx of an op without weight is exactly 0)."""
+    z = np.round(rng.standard_normal(shape), 2)
+    if kind == "gaussian":
+        values = z * 2.0 ** rng.integers(-2, 3)
+    elif kind == "common_offset":
+        values = rng.choice([-1, 1]) * 10.0 ** rng.uniform(1, 3) + z
+    elif kind == "ones":
+        values = np.ones(shape)
+    else:
+        raise ValueError(f"kind={kind!r} unknown; choose from {COTANGENTS}")
+    return values.astype(dtype)
+
+
+@st.composite
+def backward_cases(draw, adapter, *, op: str, dtype: str, training=None, **options):
+    """A one-step Case with a cotangent (normspec.backward), within what `adapter` declares.
+
+    training: None draws it for BatchNorm and InstanceNorm (evaluation BatchNorm gets
+    loaded running statistics, GRAD-5); the other options go to `cases`.
+    """
+    stateful = OPS[op].stateful
+    if training is None:
+        training = draw(st.booleans()) if stateful else True
+    if op == "batch_norm" and not adapter.capabilities.batch_norm_training:
+        training = False
+    if op == "batch_norm" and not training:
+        options["running_stats"] = True
+    options.setdefault("min_reduction", 2)
+    case = draw(cases_for(adapter, op=op, dtype=dtype, steps=[bool(training)], **options))
+    kind = draw(st.sampled_from(COTANGENTS), label="cotangent")
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1), label="cotangent seed"))
+    return dataclasses.replace(case, cotangent=cotangent(rng, kind, case.shape, numpy_dtype(dtype)))

@@ -1,0 +1,119 @@
+"""The backward pass of a Case (spec/gradients.md): where the suite calls an adapter's
+`vjp` and holds it to the reference within the error model of GRAD-6.
+
+A backward case is a one-step Case with a `cotangent` (dy, in the adapter's layout and
+the input dtype). The reference's exact VJP comes from the op's `<op>_vjp` with the
+arguments of its forward (`normspec.cases.reference_arguments`), so conventions are
+translated in the same one place as for the forward.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from normspec import tolerance
+from normspec.adapters import Adapter
+from normspec.cases import Case, effective_alpha, numpy_dtype, reference_arguments
+from normspec.compare import Context, adapter_call, assert_within, check_array
+from normspec.registry import OPS, slice_ids
+
+GRADIENTS = ("x", "weight", "bias")
+
+
+def parameter_axes(case: Case) -> tuple:
+    """The axes of x that the affine parameters span (GRAD-2)."""
+    ndim = len(case.shape)
+    if OPS[case.op].channel_axis:
+        return (case.channel_axis % ndim,)
+    k = len(case.attrs["normalized_shape"])
+    return tuple(range(ndim - k, ndim))
+
+
+def frozen(case: Case) -> bool:
+    """GRAD-5: evaluation with running statistics (BatchNorm, tracked InstanceNorm)."""
+    return (OPS[case.op].stateful and not case.training[0]
+            and (case.op == "batch_norm" or case.params.get("running_mean") is not None))
+
+
+def _running_state(case: Case):
+    p = case.params
+    mean, var = p.get("running_mean"), p.get("running_var")
+    if case.op == "batch_norm" and mean is None:  # BN-4.3: a fresh layer
+        channels = case.shape[case.channel_axis]
+        return np.zeros(channels), np.ones(channels)
+    return mean, var
+
+
+def reference(adapter: Adapter, case: Case):
+    """The exact (float64) VJP of `case` for its cotangent, the forward Steps and the GRAD-6
+    bounds: (gradient dict, steps, bounds dict)."""
+    row = OPS[case.op]
+    reference_case = dataclasses.replace(case, momentum=effective_alpha(adapter, case.momentum))
+    arguments = reference_arguments(reference_case, *_running_state(case), case.training[0], 0,
+                                    adapter.conventions.running_var_estimator)
+    x = case.inputs[0]
+    _, steps = row.reference(x, **arguments, exact=True, return_steps=True)
+    gradient = row.vjp(x, case.cotangent, **arguments, exact=True)
+    axes = parameter_axes(case)
+    weight = case.params.get("weight")
+    if weight is not None:
+        weight = weight.astype(np.float64).reshape([case.shape[a] if a in axes else 1 for a in range(x.ndim)])
+    bounds = tolerance.vjp_bounds(steps, case.cotangent, weight, gradient, input_dtype=numpy_dtype(case.dtype),
+                                  slice_ids=slice_ids(case.op, case.shape, case.attrs, case.channel_axis),
+                                  parameter_axes=axes, frozen=frozen(case))
+    return gradient, steps, bounds
+
+
+def observe_vjp(adapter: Adapter, case: Case, device: str, context: Context | None = None) -> dict:
+    """The adapter's VJP for `case` as float64 arrays, after the checks of GRAD-7.2 (a
+    gradient for x and for each present parameter, none for an absent one), GRAD-1 (shapes)
+    and GRAD-8.2 (dtypes)."""
+    context = context or Context(adapter.id, case.op, case.dtype, device, case.shape, case=case)
+    p = case.params
+    attrs = dict(case.attrs)
+    with adapter_call(context, "vjp", "GRAD-1"):
+        observed = adapter.vjp(case.op, case.inputs[0], case.cotangent, weight=p.get("weight"),
+                               bias=p.get("bias"), running_mean=p.get("running_mean"),
+                               running_var=p.get("running_var"), training=case.training[0], eps=case.eps,
+                               device=device, **attrs)
+    if not isinstance(observed, dict):
+        context.fail("GRAD-7.2", "vjp", f"returned {type(observed).__name__}, not a dict with 'x', 'weight', 'bias'")
+    dtype = numpy_dtype(case.dtype)
+    gradients = {}
+    for name in GRADIENTS:
+        given = case.inputs[0] if name == "x" else p.get(name)
+        value = observed.get(name)
+        what = f"d{name} ({'training' if case.training[0] else 'evaluation'})" if OPS[case.op].stateful else f"d{name}"
+        if given is None:
+            if value is not None:
+                context.fail("GRAD-7.2", what, "returned a gradient for a parameter the layer does not have")
+            gradients[name] = None
+            continue
+        if value is None:
+            context.fail("GRAD-7.2", what, "missing: every differentiable input present needs a gradient")
+        value = check_array(value, shape=given.shape, dtype=dtype, context=context, what=what,
+                            shape_clause="GRAD-1", dtype_clause="GRAD-8.2")
+        gradients[name] = value.astype(np.float64)
+    return gradients
+
+
+def run_vjp_case(adapter: Adapter, case: Case, device: str) -> dict:
+    """Check the adapter's VJP for `case` against the reference: dx within GRAD-6.1
+    (GRAD-6.2 with frozen statistics), dgamma and dbeta within GRAD-6.3. Returns the
+    observed gradients (float64); raises NonConformance."""
+    if case.cotangent is None:
+        raise ValueError("run_vjp_case needs a Case with a cotangent (normspec.strategies.backward_cases)")
+    context = Context(adapter.id, case.op, case.dtype, device, case.shape, case=case)
+    observed = observe_vjp(adapter, case, device, context)
+    expected, _, bounds = reference(adapter, case)
+    dtype = numpy_dtype(case.dtype)
+    mode = ("evaluation" if frozen(case) else "training") if OPS[case.op].stateful else ""
+    for name in GRADIENTS:
+        if observed[name] is None:
+            continue
+        clause = "GRAD-6.3" if name != "x" else "GRAD-6.2" if frozen(case) else "GRAD-6.1"
+        assert_within(observed[name], expected[name], bounds[name], clause=clause, context=context,
+                      what=f"d{name} {mode}".strip(), dtype=dtype)
+    return observed
+
