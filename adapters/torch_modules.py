@@ -14,7 +14,7 @@ import ml_dtypes
 import numpy as np
 import torch
 
-from .base import Adapter, Capabilities, Conventions, Layer
+from .base import OPS, Adapter, Capabilities, Conventions, Layer
 
 _TORCH_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16,
                  "float32": torch.float32, "float64": torch.float64}
@@ -60,7 +60,7 @@ class TorchAdapter(Adapter):
                      "instance_norm": 1e-5, "rms_norm": None})
     # Every op runs in every dtype on CPU in torch 2.13 (none raises "not implemented").
     capabilities = Capabilities(devices=("cpu", "cuda"), cumulative_average=True,
-                                instance_norm_running_stats=True)
+                                instance_norm_running_stats=True, backward_ops=OPS)
 
     def device_status(self):
         return {"cpu": None, "cuda": None if torch.cuda.is_available()
@@ -85,45 +85,80 @@ class TorchAdapter(Adapter):
                     getattr(module, name).copy_(_to_torch(value, device))
         return module
 
-    def layer_norm(self, x, *, normalized_shape, weight, bias, eps, device):
+    def _module_for(self, op, x, *, weight, bias, eps, device, running_mean=None, running_var=None, **attrs):
+        """The module of a stateless op for input x, or of a BatchNorm/InstanceNorm of x's rank
+        (InstanceNorm tracks running statistics when they are given)."""
         affine, has_bias = _affine_flags(weight, bias)
-        module = self._build(torch.nn.LayerNorm, (normalized_shape,),
-                             dict(eps=eps, elementwise_affine=affine, bias=has_bias),
-                             dict(weight=weight, bias=bias), x.dtype, device)
-        return self._forward(module, x, device)
+        params = dict(weight=weight, bias=bias)
+        if op == "layer_norm":
+            return self._build(torch.nn.LayerNorm, (attrs["normalized_shape"],),
+                               dict(eps=eps, elementwise_affine=affine, bias=has_bias), params, x.dtype, device)
+        if op == "group_norm":
+            return self._build(torch.nn.GroupNorm, (attrs["num_groups"], x.shape[1]),
+                               dict(eps=eps, affine=affine, bias=has_bias), params, x.dtype, device)
+        if op == "rms_norm":
+            return self._build(torch.nn.RMSNorm, (attrs["normalized_shape"],),
+                               dict(eps=eps, elementwise_affine=weight is not None), dict(weight=weight), x.dtype,
+                               device)
+        classes, kwargs = self._stateful(op, x.shape[1], weight, bias, running_mean, eps, momentum=0.1)
+        params.update(running_mean=running_mean, running_var=running_var)
+        return self._build(_by_rank(classes, np.ndim(x)), (), kwargs, params, x.dtype, device)
+
+    @staticmethod
+    def _stateful(op, num_features, weight, bias, running_mean, eps, momentum):
+        """The 1d/2d/3d classes and constructor arguments of a BatchNorm/InstanceNorm."""
+        affine, has_bias = _affine_flags(weight, bias)
+        kwargs = dict(num_features=num_features, eps=eps, momentum=momentum, affine=affine, bias=has_bias)
+        if op == "batch_norm":
+            return (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.BatchNorm3d), kwargs
+        kwargs["track_running_stats"] = running_mean is not None
+        return (torch.nn.InstanceNorm1d, torch.nn.InstanceNorm2d, torch.nn.InstanceNorm3d), kwargs
+
+    def layer_norm(self, x, *, normalized_shape, weight, bias, eps, device):
+        return self._forward(self._module_for("layer_norm", x, weight=weight, bias=bias, eps=eps, device=device,
+                                              normalized_shape=normalized_shape), x, device)
 
     def group_norm(self, x, *, num_groups, weight, bias, eps, device):
-        affine, has_bias = _affine_flags(weight, bias)
-        module = self._build(torch.nn.GroupNorm, (num_groups, x.shape[1]),
-                             dict(eps=eps, affine=affine, bias=has_bias),
-                             dict(weight=weight, bias=bias), x.dtype, device)
-        return self._forward(module, x, device)
+        return self._forward(self._module_for("group_norm", x, weight=weight, bias=bias, eps=eps, device=device,
+                                              num_groups=num_groups), x, device)
 
     def rms_norm(self, x, *, normalized_shape, weight, eps, device):
-        module = self._build(torch.nn.RMSNorm, (normalized_shape,),
-                             dict(eps=eps, elementwise_affine=weight is not None),
-                             dict(weight=weight), x.dtype, device)
-        return self._forward(module, x, device)
+        return self._forward(self._module_for("rms_norm", x, weight=weight, bias=None, eps=eps, device=device,
+                                              normalized_shape=normalized_shape), x, device)
 
     def batch_norm_layer(self, *, num_features, dtype, weight, bias, running_mean, running_var,
                          momentum, eps, device):
         # running_mean/var None keeps the fresh buffers (zeros, ones); momentum None is
         # torch's cumulative average.
-        affine, has_bias = _affine_flags(weight, bias)
-        return _TorchLayer(self, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.BatchNorm3d),
-                           dict(num_features=num_features, eps=eps, momentum=momentum, affine=affine,
-                                bias=has_bias),
-                           dict(weight=weight, bias=bias, running_mean=running_mean, running_var=running_var),
-                           dtype, device)
+        return self._layer("batch_norm", num_features, dtype, weight, bias, running_mean, running_var, momentum,
+                           eps, device)
 
     def instance_norm_layer(self, *, num_features, dtype, weight, bias, running_mean, running_var,
                             momentum, eps, device):
-        affine, has_bias = _affine_flags(weight, bias)
-        return _TorchLayer(self, (torch.nn.InstanceNorm1d, torch.nn.InstanceNorm2d, torch.nn.InstanceNorm3d),
-                           dict(num_features=num_features, eps=eps, momentum=momentum, affine=affine,
-                                bias=has_bias, track_running_stats=running_mean is not None),
+        return self._layer("instance_norm", num_features, dtype, weight, bias, running_mean, running_var, momentum,
+                           eps, device)
+
+    def _layer(self, op, num_features, dtype, weight, bias, running_mean, running_var, momentum, eps, device):
+        classes, kwargs = self._stateful(op, num_features, weight, bias, running_mean, eps, momentum)
+        return _TorchLayer(self, classes, kwargs,
                            dict(weight=weight, bias=bias, running_mean=running_mean, running_var=running_var),
                            dtype, device)
+
+    def vjp(self, op, x, dy, *, weight, bias, running_mean, running_var, training, eps, device, **attrs):
+        """torch.autograd through the module's forward; dy in the input's memory format."""
+        module = self._module_for(op, x, weight=weight, bias=bias, eps=eps, device=device,
+                                  running_mean=running_mean, running_var=running_var, **attrs)
+        module.train(training)
+        leaf = _to_torch(x, device).requires_grad_()
+        module, tensor = self._layout(module, leaf)
+        # The parameters present in the call: torch keeps an all-ones weight when only a bias is asked for.
+        wanted = {"x": leaf, "weight": module.weight if weight is not None else None,
+                  "bias": module.bias if bias is not None else None}
+        inputs = {name: value for name, value in wanted.items() if value is not None}
+        _, cotangent = self._layout(module, _to_torch(dy, device))
+        grads = torch.autograd.grad(module(tensor), tuple(inputs.values()), cotangent)
+        found = dict(zip(inputs, grads))
+        return {name: _to_numpy(found[name]) if name in found else None for name in wanted}
 
 
 class _TorchLayer(Layer):

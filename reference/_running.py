@@ -47,7 +47,8 @@ def state_pair(running_mean, running_var, *, op: str):
 def update(running: np.ndarray, batch_statistic: np.ndarray, momentum: float | None, num_batches_tracked: int):
     """BN-4.1 (alpha = momentum) or, for momentum None, BN-4.2 (alpha = 1 / (k + 1))."""
     alpha = 1.0 / (num_batches_tracked + 1) if momentum is None else momentum
-    return (1.0 - alpha) * running + alpha * batch_statistic
+    with np.errstate(invalid="ignore"):  # 0 * Inf is NaN, as IEEE 754 evaluates the formula (NUM-4.3)
+        return (1.0 - alpha) * running + alpha * batch_statistic
 
 
 def frozen_steps(slices: np.ndarray, running_mean, running_var, eps: float, *, op: str) -> Steps:

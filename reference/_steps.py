@@ -86,8 +86,9 @@ def affine(normalized: np.ndarray, weight, bias, axis: int | None = None) -> np.
         shape[axis] = -1
         return p.reshape(shape)
 
-    output = normalized if weight is None else normalized * along(weight)
-    return output if bias is None else output + along(bias)
+    with np.errstate(invalid="ignore"):  # 0 * Inf and Inf - Inf are NaN as IEEE 754 evaluates them (NUM-4.3)
+        output = normalized if weight is None else normalized * along(weight)
+        return output if bias is None else output + along(bias)
 
 
 def channel_slices(x: np.ndarray, axis: int, per_slice_channels: int | None = None):

@@ -142,10 +142,12 @@ class _Plain:
 
 
 def run_case(adapter: Adapter, case: Case, device: str, *, clause: str = "NUM-1.1",
-             nonfinite_clause: str | None = None, context: Context | None = None) -> list:
+             nonfinite_clause: str | None = None, propagation_clause: str | None = None,
+             context: Context | None = None) -> list:
     """Run every step of `case` on `adapter` and check it against the reference: outputs
     within the bound of NUM-1.1 (cited as `clause`; a NaN or Inf where a finite value is
-    due cites `nonfinite_clause`), running statistics within NUM-1.5.
+    due cites `nonfinite_clause`, a wrong value where NaN or Inf is due `propagation_clause`,
+    default NUM-4.1/NUM-4.2), running statistics within NUM-1.5.
     Returns the observed outputs; raises NonConformance."""
     context = context or Context(adapter.id, case.op, case.dtype, device, case.shape,
                                  case=case)
@@ -166,12 +168,14 @@ def run_case(adapter: Adapter, case: Case, device: str, *, clause: str = "NUM-1.
         bound = output_bound(case, steps, result.output)
         nan_allowed = _nan_allowed(case, x)
         assert_within(observed, result.output, bound, clause=clause, context=context, what=f"output {label}".strip(),
-                      dtype=dtype, nonfinite_clause=nonfinite_clause, nan_allowed=nan_allowed)
+                      dtype=dtype, nonfinite_clause=nonfinite_clause, nan_allowed=nan_allowed,
+                      propagation_clause=propagation_clause)
         outputs.append(observed)
         if stateful:
             with adapter_call(context, "running_stats()", op_clause):
                 new_state = _state(layer, case, stateful, dtype, context)
-            _check_running(reference_case, x, training, state, new_state, result, steps, trained, context, label)
+            _check_running(reference_case, x, training, state, new_state, result, steps, trained, context, label,
+                           propagation_clause)
             state = new_state
         trained += bool(training)
     return outputs
@@ -222,7 +226,7 @@ def _state(layer, case: Case, stateful: bool, dtype, context: Context, initial: 
     return tuple(values)
 
 
-def _check_running(case, x, training, old, new, result, steps, trained, context, label):
+def _check_running(case, x, training, old, new, result, steps, trained, context, label, propagation_clause=None):
     """BN-3 / NUM-1.5: the running statistics after one step, from the layer's own previous state."""
     if old[0] is None:
         return
@@ -262,7 +266,7 @@ def _check_running(case, x, training, old, new, result, steps, trained, context,
                                         batch_error=error, input_dtype=dtype)
         clause = "BN-4.2" if case.momentum is None else "NUM-1.5"
         assert_within(after, expected, bound, clause=clause, context=context, what=f"{name} after {label}",
-                      dtype=dtype)
+                      dtype=dtype, propagation_clause=propagation_clause)
 
 
 def observe(adapter: Adapter, case: Case, device: str, *, what: str = "output") -> np.ndarray:

@@ -109,7 +109,8 @@ def check_array(observed, *, shape: tuple, dtype, context: Context, what: str = 
 
 
 def assert_within(observed, expected, bound, *, clause: str, context: Context, what: str = "output",
-                  dtype=None, nonfinite_clause: str | None = None, nan_allowed=None) -> None:
+                  dtype=None, nonfinite_clause: str | None = None, nan_allowed=None,
+                  propagation_clause: str | None = None) -> None:
     """Every element of `observed` is within `bound` of `expected` (float64 arrays of one shape).
 
     Where `expected` is NaN, `observed` must be NaN; where it is infinite, equal (NUM-4).
@@ -119,8 +120,9 @@ def assert_within(observed, expected, bound, *, clause: str, context: Context, w
 
     A failure cites `clause`; one where a finite value was expected and a NaN or Inf came
     back cites `nonfinite_clause` (default `clause`), and one where NaN or Inf was
-    expected cites NUM-4.1 or NUM-4.2. Where the boolean mask `nan_allowed` is set, NaN is
-    accepted too (a rule such as NUM-4.2's "beta or NaN").
+    expected cites NUM-4.1 or NUM-4.2 (or `propagation_clause`, e.g. NUM-4.3 for non-finite
+    parameters). Where the boolean mask `nan_allowed` is set, NaN is accepted too (a rule
+    such as NUM-4.2's "beta or NaN").
     """
     observed = np.asarray(observed, dtype=np.float64)
     expected = np.asarray(expected, dtype=np.float64)
@@ -143,7 +145,8 @@ def assert_within(observed, expected, bound, *, clause: str, context: Context, w
     o, e, b = float(observed[index]), float(expected[index]), float(bound[index])
     if np.isnan(e) or np.isinf(e) or not np.isfinite(o):
         detail = f"worst element {list(index)}: observed {o!r}, expected {e!r}"
-        clause = (nonfinite_clause or clause) if np.isfinite(e) else "NUM-4.1" if np.isnan(e) else "NUM-4.2"
+        clause = ((nonfinite_clause or clause) if np.isfinite(e)
+                  else propagation_clause or ("NUM-4.1" if np.isnan(e) else "NUM-4.2"))
     else:
         detail = (f"worst element {list(index)}: observed {o:.9g}, expected {e:.9g} "
                   f"(|error| {abs(o - e):.3g} > bound {b:.3g}, {abs(o - e) / b if b else np.inf:.3g}x the bound)")

@@ -200,12 +200,14 @@ def cases_for(adapter, *, op: str, dtype: str, **options):
     return cases(op=op, dtype=dtype, **options)
 
 
-def long_slice_case(adapter, *, op: str, dtype: str, family: str, length: int = 4096, seed: int = 0) -> Case:
+def long_slice_case(adapter, *, op: str, dtype: str, family: str, length: int = 4096, seed: int = 0,
+                    rows: int = 1) -> Case:
     """One slice of `length` elements (NUM-2.1): long enough that a float16 or bfloat16
-    accumulator loses the statistics, in the adapter's layout."""
+    accumulator loses the statistics, in the adapter's layout. LayerNorm and RMSNorm take
+    `rows` slices (rows > 1 makes long sums over the leading axis: GRAD-2's parameter sums)."""
     channel_axis = adapter.conventions.channel_axis
     if op in ("layer_norm", "rms_norm"):
-        shape, attrs = (1, length), {"normalized_shape": (length,)}
+        shape, attrs = (rows, length), {"normalized_shape": (length,)}
     else:
         side = int(np.sqrt(length))
         batch, positions = (side, length // side) if op == "batch_norm" else (1, length)
@@ -226,8 +228,9 @@ COTANGENTS = ("gaussian", "common_offset", "ones")
 
 def cotangent(rng, kind: str, shape: tuple, dtype) -> np.ndarray:
     """dy of a backward case, rounded to `dtype`: Gaussian; a large common offset over a
-    small spread (mean(g) then cancels, GRAD-3); or all ones (the gradient of sum(y), for
-    which dx of an op without weight is exactly 0)."""
+    small spread (mean(g) then cancels, GRAD-3); all ones (the gradient of sum(y), for
+    which dx of an op without weight is exactly 0); or "near_one", 1 + z/16, whose sums
+    over the 4096 elements of the GRAD-8.1 test stay within float16's range."""
     z = np.round(rng.standard_normal(shape), 2)
     if kind == "gaussian":
         values = z * 2.0 ** rng.integers(-2, 3)
@@ -235,6 +238,8 @@ def cotangent(rng, kind: str, shape: tuple, dtype) -> np.ndarray:
         values = rng.choice([-1, 1]) * 10.0 ** rng.uniform(1, 3) + z
     elif kind == "ones":
         values = np.ones(shape)
+    elif kind == "near_one":  # long sums stay representable (4096 elements sum to about 4096)
+        values = 1.0 + z / 16
     else:
         raise ValueError(f"kind={kind!r} unknown; choose from {COTANGENTS}")
     return values.astype(dtype)

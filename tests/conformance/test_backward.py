@@ -42,15 +42,19 @@ def test_vjp_matches_reference(adapter, op, dtype, device, data):
 @pytest.mark.dtypes("float16", "bfloat16")
 @pytest.mark.parametrize("family", ["exact_statistics", "large_offset"])
 def test_vjp_half_precision_accumulation(adapter, op, dtype, device, family):
-    """One slice of 4096 elements and a cotangent with a common offset: a float16/bfloat16
-    running sum of dy (dbeta, mean(g)) stalls far from the exact sum (GRAD-8.1)."""
-    case = long_slice_case(adapter, op=op, dtype=dtype, family=family)
-    dy = cotangent(np.random.default_rng(1), "common_offset", case.shape, numpy_dtype(dtype))
-    case = dataclasses.replace(case, cotangent=dy, params={**case.params, "weight": np.ones(1, dy.dtype)
-                               if OPS[op].channel_axis else np.ones(case.shape[-1], dy.dtype)})
-    if op != "rms_norm":
-        case.params["bias"] = np.zeros_like(case.params["weight"])
-    backward.run_vjp_case(adapter, case, device)
+    """Reductions of 4096 elements with a cotangent near 1: a float16 (bfloat16) running sum
+    stalls at 2048 (256), far from the exact sum of about 4096 (GRAD-8.1). One slice of 4096
+    (mean(g), mean(g x_hat); BatchNorm, GroupNorm and InstanceNorm also sum their parameter
+    gradients over it) and, for LayerNorm and RMSNorm, whose parameters sum over the rows,
+    4096 rows of 2."""
+    shapes = [dict(length=4096)] + ([dict(length=2, rows=4096)] if not OPS[op].channel_axis else [])
+    for shape in shapes:
+        case = long_slice_case(adapter, op=op, dtype=dtype, family=family, **shape)
+        np_dtype = numpy_dtype(dtype)
+        ones = np.ones(case.shape[case.channel_axis] if OPS[op].channel_axis else case.shape[-1], np_dtype)
+        params = {**case.params, "weight": ones, "bias": None if op == "rms_norm" else np.zeros_like(ones)}
+        dy = cotangent(np.random.default_rng(1), "near_one", case.shape, np_dtype)
+        backward.run_vjp_case(adapter, dataclasses.replace(case, cotangent=dy, params=params), device)
 
 
 @_BACKWARD

@@ -7,6 +7,7 @@ violates and the clauses a failure may cite (`caught_by`). The themes:
     mutants_numerics  eps, variance, precision, dtypes, degenerate inputs, tiled kernels, ERR-1
     mutants_layout    reduction axes, channel layout, grouping, the affine step, RMSNorm
     mutants_state     training and evaluation, running statistics, momentum, BN-5
+    mutants_backward  the backward pass: GRAD-3/4/5 paths, parameter sums, GRAD-7, GRAD-8.1
 
     python -m normspec.zoo kill           the kill matrix of the ci profile
     python -m normspec.zoo false-alarms   correct implementations under many seeds
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import inspect
 
-from . import mutants_layout, mutants_numerics, mutants_state
+from . import mutants_backward, mutants_layout, mutants_numerics, mutants_state
 from ._base import NUMERIC, Mutant
 from .correct import CORRECT
 
@@ -27,7 +28,8 @@ def _declared(module) -> list:
     return sorted(found, key=lambda cls: inspect.getsourcelines(cls)[1])
 
 
-MUTANTS = tuple(cls for module in (mutants_numerics, mutants_layout, mutants_state) for cls in _declared(module))
+MUTANTS = tuple(cls for module in (mutants_numerics, mutants_layout, mutants_state, mutants_backward)
+                for cls in _declared(module))
 
 
 def target(cls) -> str:

@@ -27,6 +27,12 @@ def ops(*names: str, **flags) -> Capabilities:
     return Capabilities(ops=names, **flags)
 
 
+def backward(*names: str, **flags) -> Capabilities:
+    """The capabilities of a backward mutant: `ops` with a `vjp` for the same ops, so that
+    tests/conformance/test_backward.py (which runs first) sees the bug."""
+    return ops(*names, backward_ops=names, **flags)
+
+
 class Mutant(TwoPassKernel):
     """A deliberately broken implementation: the correct two-pass kernel with one bug.
 

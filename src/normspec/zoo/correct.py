@@ -8,11 +8,17 @@ with 1/sqrt(var + eps) and rounds once to the input dtype. Every step
 is a method, so that each mutant of the zoo (normspec.zoo.mutants_*) is a small
 subclass that overrides one step or sets one switch.
 
+Both differentiate the five ops (`vjp`, spec/gradients.md) in named steps too: the
+statistics recomputed with the forward's steps, g = gamma dy, dx in the fused form of
+GRAD-3's note (mean(g) and mean(g (x - mu)) in one pass over the cotangent; GRAD-4 for
+RMSNorm, GRAD-5 with frozen statistics), the GRAD-2 sums, all in the compute dtype
+(float32 for half inputs, GRAD-8.1) and rounded once to each gradient's dtype.
+
 `KahanKernel` (id "zoo-kahan") is a second, differently built correct
 implementation: sequential compensated sums over shifted data, channels-last
 layout, the "old_value" momentum convention and the biased running-variance
-estimator, so the false-alarm sweep also exercises the suite's translation of
-conventions (normspec.cases). `CORRECT` lists the two.
+estimator (and compensated sums in its backward), so the false-alarm sweep also
+exercises the suite's translation of conventions (normspec.cases). `CORRECT` lists the two.
 
 `PlainTwoPassKernel` and `WelfordKernel` are correct by the spec's own notes and
 were flagged by the suite; they stay here as the reproductions of those findings
@@ -51,7 +57,7 @@ class TwoPassKernel(FunctionalAdapter):
     framework = "numpy"
     conventions = Conventions(channel_axis=1, momentum_weights="new_batch", running_var_estimator="unbiased",
                               default_eps={op: 1e-5 for op in _OPS})
-    capabilities = Capabilities(cumulative_average=True, instance_norm_running_stats=True)
+    capabilities = Capabilities(cumulative_average=True, instance_norm_running_stats=True, backward_ops=_OPS)
 
     # ------------------------------------------------------------------ the steps
     # Mutants override these. `rows` is a 2-D array (slices, n) in the compute dtype.
@@ -295,6 +301,178 @@ class TwoPassKernel(FunctionalAdapter):
         """IN-3 evaluation: BN-3 with each channel's running statistics."""
         return self.frozen(ncl, mean, variance, eps)
 
+    # ------------------------------------------------------------------ the backward steps
+    # spec/gradients.md. The backward recomputes the forward's statistics with the forward's
+    # own steps (row_mean, row_variance, inverse_std, mean_square_rows) and forms dx in the
+    # fused one-pass form of GRAD-3's note: both means in one pass over g and the centred
+    # values, x_hat * mean(g x_hat) as centred * (r^2 mean(g centred)). Mutants override one
+    # step. `rows` is again a 2-D array (slices, n) in the compute dtype.
+
+    def backward_dtype(self, dtype) -> np.dtype:
+        """GRAD-8.1: the reductions and x_hat, r, g in float32 for half inputs (float64 for float64)."""
+        return self.compute_dtype(dtype)
+
+    def reduce_rows(self, rows):
+        """The sum of each row of a 2-D array, (R, 1): every reduction of the backward."""
+        return rows.sum(axis=1, keepdims=True)
+
+    def backward_sum(self, values, axes):
+        """The sum over `axes` (keepdims), as rows of the summed elements for reduce_rows."""
+        axes = tuple(a % values.ndim for a in axes)
+        kept = [a for a in range(values.ndim) if a not in axes]
+        moved = np.transpose(values, kept + list(axes))
+        kept_shape = [values.shape[a] for a in kept]
+        total = self.reduce_rows(moved.reshape(int(np.prod(kept_shape)), -1))
+        out_shape = [1 if a in axes else values.shape[a] for a in range(values.ndim)]
+        return total.reshape(out_shape)
+
+    def backward_mean(self, values):
+        """The mean over each row of `values` (R, n) -> (R, 1)."""
+        return self.reduce_rows(values) / values.dtype.type(values.shape[1])
+
+    def scale_cotangent(self, dy, weight):
+        """GRAD-1: g = gamma dy, the cotangent of x_hat (gamma = 1 without a weight)."""
+        return dy if weight is None else dy * weight
+
+    def backward_statistics(self, rows, eps):
+        """The forward's statistics of each row again: (centred values, mean, r)."""
+        mean = self.row_mean(rows)
+        return rows - mean, mean, self.inverse_std(self.row_variance(rows, mean), eps)
+
+    def backward_rms_statistics(self, rows, eps):
+        """RMS-2, RMS-3: r of each row."""
+        return self.inverse_std(self.mean_square_rows(rows), eps)
+
+    def gradient_mean(self, g):
+        """The mean path of GRAD-3: mean(g) of each row."""
+        return self.backward_mean(g)
+
+    def gradient_projection(self, g, centred, rows, mean):
+        """The variance path: mean(g (x - mu)) of each row, from the centred values
+        (RMSNorm: centred is x, mean 0)."""
+        return self.backward_mean(g * centred)
+
+    def centring_input_gradient(self, g, centred, rows, mean, r):
+        """GRAD-3, fused: r (g - mean(g) - (x - mu) r^2 mean(g (x - mu)))."""
+        projection = self.gradient_projection(g, centred, rows, mean)
+        return r * (g - self.gradient_mean(g) - centred * (r * r * projection))
+
+    def rms_input_gradient(self, g, rows, r):
+        """GRAD-4: r (g - x r^2 mean(g x)); no mean path."""
+        projection = self.gradient_projection(g, rows, rows, 0)
+        return r * (g - rows * (r * r * projection))
+
+    def frozen_input_gradient(self, g, r_hat):
+        """GRAD-5: gamma r_hat dy, element by element."""
+        return g * r_hat
+
+    def backward_uses_batch_statistics(self, training: bool) -> bool:
+        """GRAD-3 in training, GRAD-5 (frozen running statistics) in evaluation (BatchNorm)."""
+        return training
+
+    def bias_gradient(self, dy, axes):
+        """GRAD-2: d(beta), the sum of dy over the axes the parameter does not span."""
+        return self.backward_sum(dy, axes)
+
+    def weight_gradient(self, dy, x_hat, x, axes):
+        """GRAD-2: d(gamma), the sum of dy x_hat (x: the input rows, unused here)."""
+        return self.backward_sum(dy * x_hat, axes)
+
+    def parameter_gradients(self, dy, x_hat, x, axes, weight, bias):
+        """GRAD-2 and GRAD-7.2: (d(gamma), d(beta)), None for an absent parameter."""
+        return (None if weight is None else self.weight_gradient(dy, x_hat, x, axes),
+                None if bias is None else self.bias_gradient(dy, axes))
+
+    def to_gradient(self, value, dtype):
+        """GRAD-8.2: one rounding to the dtype of the input the gradient belongs to."""
+        return value.astype(dtype)
+
+    # ------------------------------------------------------------------ backward
+
+    @_quiet
+    def vjp(self, op, x, dy, *, weight, bias, running_mean, running_var, training, eps, device, **attrs):
+        self._check_eps(eps)
+        if tuple(dy.shape) != tuple(x.shape):
+            raise ValueError(f"dy has shape {dy.shape}, expected that of x {x.shape}")
+        compute = self.backward_dtype(x.dtype)
+        xc, dyc = x.astype(compute), dy.astype(compute)
+        if op in ("layer_norm", "rms_norm"):
+            dx, dweight, dbias = self._layer_vjp(op, xc, dyc, weight, bias, eps, attrs["normalized_shape"], compute)
+        elif op in ("batch_norm", "group_norm", "instance_norm"):
+            dx, dweight, dbias = self._channel_vjp(op, xc, dyc, weight, bias, running_mean, running_var, training,
+                                                   eps, attrs, compute)
+        else:
+            raise ValueError(f"unknown op {op!r}")
+        # GRAD-8.2: each gradient in the dtype of its input (x's for a parameter the call lacks)
+        return {"x": self.to_gradient(dx, x.dtype),
+                "weight": None if dweight is None else self.to_gradient(dweight, getattr(weight, "dtype", x.dtype)),
+                "bias": None if dbias is None else self.to_gradient(dbias, getattr(bias, "dtype", x.dtype))}
+
+    def _layer_vjp(self, op, x, dy, weight, bias, eps, normalized_shape, compute):
+        shape = self._normalized_shape(x, normalized_shape)
+        rows, dy_rows = self.layer_rows(x, shape), self.layer_rows(dy, shape)
+        weight = self._param(weight, shape, "weight", compute)
+        bias = self._param(bias, shape, "bias", compute)
+        g = self.scale_cotangent(dy_rows, None if weight is None else weight.reshape(1, -1))
+        if op == "rms_norm":
+            r = self.backward_rms_statistics(rows, eps)
+            x_hat, dx = rows * r, self.rms_input_gradient(g, rows, r)
+        else:
+            centred, mean, r = self.backward_statistics(rows, eps)
+            x_hat, dx = centred * r, self.centring_input_gradient(g, centred, rows, mean, r)
+        dweight, dbias = self.parameter_gradients(dy_rows, x_hat, rows, (0,), weight, bias)
+        return (dx.reshape(x.shape), None if dweight is None else dweight.reshape(shape),
+                None if dbias is None else dbias.reshape(shape))
+
+    def _channel_vjp(self, op, x, dy, weight, bias, running_mean, running_var, training, eps, attrs, compute):
+        ncl, moved_shape = self._ncl(x)
+        dy_ncl, _ = self._ncl(dy)
+        n, c, length = ncl.shape
+        weight, bias = self._channel_params(weight, bias, c, compute)
+        g = self.scale_cotangent(dy_ncl, weight)
+        if op == "batch_norm":
+            frozen = not self.backward_uses_batch_statistics(training)
+            if frozen and running_mean is None:  # BN-4.3: a fresh layer's state
+                running_mean, running_var = np.zeros(c, compute), np.ones(c, compute)
+
+            def to_rows(a):
+                return a.transpose(1, 0, 2).reshape(c, -1)
+
+            def from_rows(a):
+                return a.reshape(c, n, length).transpose(1, 0, 2)
+        elif op == "group_norm":
+            groups = attrs["num_groups"]
+            if groups < 1 or c % groups:
+                raise ValueError(f"{c} channels cannot form {groups} equal groups")
+            frozen = False
+
+            def to_rows(a):
+                return a.reshape(n * groups, -1)
+
+            def from_rows(a):
+                return a.reshape(n, c, length)
+        else:
+            frozen = running_mean is not None and not training
+
+            def to_rows(a):
+                return a.reshape(n * c, length)
+
+            def from_rows(a):
+                return a.reshape(n, c, length)
+        if frozen:
+            shape = (1, c, 1)
+            mean = self._param(running_mean, (c,), "running_mean", compute).reshape(shape)
+            r_hat = self.inverse_std(self._param(running_var, (c,), "running_var", compute).reshape(shape), eps)
+            x_hat, dx = (ncl - mean) * r_hat, self.frozen_input_gradient(g, r_hat)
+        else:
+            rows = to_rows(ncl)
+            centred, mean, r = self.backward_statistics(rows, eps)
+            x_hat = from_rows(centred * r)
+            dx = from_rows(self.centring_input_gradient(to_rows(g), centred, rows, mean, r))
+        dweight, dbias = self.parameter_gradients(dy_ncl, x_hat, ncl, (0, 2), weight, bias)
+        return (self._from_ncl(dx, moved_shape, x.ndim), None if dweight is None else dweight.reshape(c),
+                None if dbias is None else dbias.reshape(c))
+
 
 class KahanKernel(TwoPassKernel):
     """A correct implementation with sequential, compensated (Kahan) sums over data shifted
@@ -305,7 +483,7 @@ class KahanKernel(TwoPassKernel):
     id = "zoo-kahan"
     conventions = Conventions(channel_axis=-1, momentum_weights="old_value", running_var_estimator="biased",
                               default_eps={op: 1e-5 for op in _OPS})
-    capabilities = Capabilities(cumulative_average=False, instance_norm_running_stats=True)
+    capabilities = Capabilities(cumulative_average=False, instance_norm_running_stats=True, backward_ops=_OPS)
 
     @staticmethod
     def _kahan_sum(values):
@@ -326,6 +504,10 @@ class KahanKernel(TwoPassKernel):
     def row_variance(self, rows, mean):
         centred = rows - mean
         return self._kahan_sum(centred * centred) / rows.dtype.type(rows.shape[1])
+
+    def reduce_rows(self, rows):
+        """The backward's reductions as compensated sequential sums too."""
+        return self._kahan_sum(rows)
 
     def mean_square_rows(self, rows):
         total = np.zeros((rows.shape[0], 1), rows.dtype)

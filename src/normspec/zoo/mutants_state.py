@@ -82,8 +82,6 @@ class MomentumZeroMeansDefault(Mutant):
     id, violates = "mutant-momentum-zero-means-default", "BN-4.1"
     caught_by = frozenset({"NUM-1.5", "BN-4.1"})
     capabilities = ops("batch_norm", dtypes=("float32",))
-    gap = ("alpha = 0 is never drawn (strategies.cases samples momentum from 0.1, 0.01, 0.5, 1.0, None); "
-           "add 0.0 (for an old-value adapter, m = 1)")
 
     def alpha(self, momentum, num_batches_tracked):
         return super().alpha(None if momentum is None else momentum or 0.1, num_batches_tracked)
