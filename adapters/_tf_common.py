@@ -1,5 +1,6 @@
 """What the TensorFlow-based adapters (`keras`, `tf-nn`) share: a quiet TensorFlow
-import, the device scope and status, and the NumPy <-> tensor conversion.
+import, the device scope and status, the NumPy <-> tensor conversion, and the backward
+pass through tf.GradientTape (`tape_vjp`).
 
 Importing this module imports TensorFlow, so a missing TensorFlow surfaces as the
 ImportError that `load_adapter` turns into an install hint.
@@ -73,3 +74,30 @@ def to_numpy(tensor) -> np.ndarray:
     """A tensor or variable as a NumPy array of the dtype TensorFlow holds it in
     (TensorFlow's bfloat16 is ml_dtypes.bfloat16)."""
     return np.asarray(tf.convert_to_tensor(tensor).numpy())
+
+
+def run(function, device, *arrays, **attrs) -> np.ndarray:
+    """function(*tensors, **attrs) on `arrays` as tensors (None stays None), placed on `device`,
+    as a NumPy array."""
+    with device_scope(device):
+        return to_numpy(function(*map(to_tensor, arrays), **attrs))
+
+
+def tape_vjp(forward, dy, device, **sources) -> dict:
+    """The vector-Jacobian product of y = forward(**sources) for the cotangent dy, through
+    TensorFlow's own autodiff (tf.GradientTape): {name: gradient as a NumPy array}.
+
+    sources: name -> a NumPy array (passed to forward as a watched tensor), a variable that
+    forward reads itself (the tape watches the trainable variables it reads), or None (passed
+    as None; gradient None). A source y does not depend on gets None (TensorFlow's answer).
+    Whatever forward uses besides the sources (running statistics) is not differentiated.
+    """
+    with device_scope(device):
+        inputs = {name: to_tensor(value) if isinstance(value, np.ndarray) else value
+                  for name, value in sources.items()}
+        watched = {name: value for name, value in inputs.items() if value is not None}
+        with tf.GradientTape() as tape:
+            tape.watch([value for value in watched.values() if isinstance(value, tf.Tensor)])
+            y = forward(**inputs)
+        gradients = tape.gradient(y, watched, output_gradients=to_tensor(dy))
+        return {name: None if gradients.get(name) is None else to_numpy(gradients[name]) for name in sources}

@@ -12,18 +12,24 @@ A None weight/bias builds the layer with scale=False/center=False. Built layers 
 cached per configuration and their weights (and BatchNorm's moving statistics, which
 each `Layer` here keeps itself) are assigned before every call. Keras computes
 float16/bfloat16 in float32 internally and returns the layer's dtype.
+
+The backward pass (`vjp`) calls the same cached layer under tf.GradientTape and takes the
+gradients of x and of the layer's gamma/beta (RMSNormalization: scale) where the call has
+that parameter; BatchNormalization runs with training=True (batch statistics) or
+training=False (the loaded moving statistics, which are not differentiated).
 Checked against keras 3.15.1 with tensorflow-cpu 2.21.0.
 """
 from __future__ import annotations
 
 import os
+from typing import NamedTuple
 
 import numpy as np
 
 from normspec.errors import UsageError
 
-from ._tf_common import DEVICES, device_scope, device_status, feature_shape, tf_version, to_numpy, to_tensor
-from .base import Adapter, Capabilities, Conventions, Layer
+from ._tf_common import DEVICES, device_scope, device_status, feature_shape, tape_vjp, tf_version, to_numpy, to_tensor
+from .base import OPS, Adapter, Capabilities, Conventions, Layer
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import keras  # noqa: E402
@@ -37,13 +43,44 @@ if keras.backend.backend() != "tensorflow":
 _CACHE_SIZE = 512
 
 
+class _Spec(NamedTuple):
+    """The Keras layer of one forward call: cls(**config) built for inputs ending in `features`,
+    with `weights` (layer variable name -> value, None: keep the layer's own) assigned."""
+    cls: type
+    config: dict
+    features: tuple
+    weights: dict
+    key_extra: object = None
+
+
+def _spec(op, *, channels, weight, bias, eps, normalized_shape=None, num_groups=None, momentum=0.99) -> _Spec:
+    """The layer that computes `op` for inputs with `channels` channels (the last axis)."""
+    affine = dict(gamma=weight, beta=bias)
+    if op in ("layer_norm", "rms_norm"):
+        features = feature_shape(normalized_shape)
+        axis = list(range(-len(features), 0))
+        if op == "layer_norm":
+            return _Spec(keras.layers.LayerNormalization, dict(axis=axis, **_options(weight, bias, eps)), features,
+                         affine)
+        # No flag to drop the scale: the cache key tells weighted layers from the ones that keep
+        # their initial ones, which are never assigned.
+        return _Spec(keras.layers.RMSNormalization, dict(axis=axis, epsilon=float(eps)), features,
+                     dict(scale=weight), key_extra=weight is None)
+    if op == "batch_norm":
+        return _Spec(keras.layers.BatchNormalization, dict(momentum=float(momentum), **_options(weight, bias, eps)),
+                     (channels,), affine)
+    groups = -1 if op == "instance_norm" else int(num_groups)
+    return _Spec(keras.layers.GroupNormalization, dict(groups=groups, **_options(weight, bias, eps)), (channels,),
+                 affine)
+
+
 class KerasAdapter(Adapter):
     id = "keras"
     framework = "keras"
     conventions = Conventions(channel_axis=-1, momentum_weights="old_value", running_var_estimator="biased",
                               default_eps={"batch_norm": 1e-3, "layer_norm": 1e-3, "group_norm": 1e-3,
                                            "instance_norm": 1e-3, "rms_norm": 1e-6})
-    capabilities = Capabilities(devices=DEVICES, instance_norm_running_stats=False)
+    capabilities = Capabilities(devices=DEVICES, instance_norm_running_stats=False, backward_ops=OPS)
 
     def __init__(self):
         self._layers = {}  # configuration -> (built keras layer, its initial non-trainable values)
@@ -55,61 +92,77 @@ class KerasAdapter(Adapter):
         return device_status()
 
     def layer_norm(self, x, *, normalized_shape, weight, bias, eps, device):
-        features = feature_shape(normalized_shape)
-        config = dict(axis=list(range(-len(features), 0)), **_options(weight, bias, eps))
-        return self._run(keras.layers.LayerNormalization, config, x, device, features, gamma=weight, beta=bias)[0]
+        spec = _spec("layer_norm", channels=x.shape[-1], weight=weight, bias=bias, eps=eps,
+                     normalized_shape=normalized_shape)
+        return self._run(spec, x, device)[0]
 
     def group_norm(self, x, *, num_groups, weight, bias, eps, device):
-        config = dict(groups=int(num_groups), **_options(weight, bias, eps))
-        return self._run(keras.layers.GroupNormalization, config, x, device, x.shape[-1:], gamma=weight,
-                         beta=bias)[0]
+        spec = _spec("group_norm", channels=x.shape[-1], weight=weight, bias=bias, eps=eps, num_groups=num_groups)
+        return self._run(spec, x, device)[0]
 
     def rms_norm(self, x, *, normalized_shape, weight, eps, device):
-        features = feature_shape(normalized_shape)
-        # No flag to drop the scale: the cache key tells weighted layers from the ones that keep
-        # their initial ones, which are never assigned.
-        config = dict(axis=list(range(-len(features), 0)), epsilon=float(eps))
-        return self._run(keras.layers.RMSNormalization, config, x, device, features, scale=weight,
-                         key_extra=weight is None)[0]
+        spec = _spec("rms_norm", channels=x.shape[-1], weight=weight, bias=None, eps=eps,
+                     normalized_shape=normalized_shape)
+        return self._run(spec, x, device)[0]
 
     def batch_norm_layer(self, *, num_features, dtype, weight, bias, running_mean, running_var,
                          momentum, eps, device):
-        config = dict(momentum=float(momentum), **_options(weight, bias, eps))
-        return _BatchNorm(self, config, num_features, dtype, weight, bias, running_mean, running_var, device)
+        spec = _spec("batch_norm", channels=num_features, weight=weight, bias=bias, eps=eps, momentum=momentum)
+        return _BatchNorm(self, spec, dtype, running_mean, running_var, device)
 
     def instance_norm_layer(self, *, num_features, dtype, weight, bias, running_mean, running_var,
                             momentum, eps, device):
         if running_mean is not None or running_var is not None:
             raise NotImplementedError("Keras GroupNormalization(groups=-1) keeps no running statistics")
-        config = dict(groups=-1, **_options(weight, bias, eps))
-        return _Stateless(self, keras.layers.GroupNormalization, config, device, (num_features,), gamma=weight,
-                          beta=bias)
+        spec = _spec("instance_norm", channels=num_features, weight=weight, bias=bias, eps=eps)
+        return _Stateless(self, spec, device)
 
-    def _built(self, cls, config, rank, features, dtype, device, key_extra=None):
-        """The cached layer cls(**config, dtype=dtype) built for inputs of this rank whose trailing
-        dims are `features` (what Keras infers the weight shapes from: the configuration), and
-        the initial values of its state."""
+    def vjp(self, op, x, dy, *, weight, bias, running_mean, running_var, training, eps, device, **attrs):
+        if op == "instance_norm" and (running_mean is not None or running_var is not None):
+            raise NotImplementedError("Keras GroupNormalization(groups=-1) keeps no running statistics")
+        spec = _spec(op, channels=x.shape[-1], weight=weight, bias=bias, eps=eps, **attrs)
+        state = dict(moving_mean=running_mean, moving_variance=running_var) if op == "batch_norm" else {}
+        stateful = op in ("batch_norm", "instance_norm")
+        layer = self._load(spec, x, device, **state)
+        weight_name, bias_name = ("scale", None) if op == "rms_norm" else ("gamma", "beta")
+
+        def forward(x, **variables):  # the layer reads its own variables
+            return layer(x, training=training) if stateful else layer(x)
+        return tape_vjp(forward, dy, device, x=x, weight=None if weight is None else getattr(layer, weight_name),
+                        bias=None if bias is None else getattr(layer, bias_name))
+
+    def _built(self, spec, rank, dtype, device):
+        """The cached layer spec.cls(**spec.config, dtype=dtype) built for inputs of this rank whose
+        trailing dims are spec.features (what Keras infers the weight shapes from: the
+        configuration), and the initial values of its state."""
         dtype = np.dtype(dtype).name
-        key = (cls.__name__, repr(sorted(config.items())), rank, features, dtype, device, key_extra)
+        features = tuple(spec.features)
+        key = (spec.cls.__name__, repr(sorted(spec.config.items())), rank, features, dtype, device, spec.key_extra)
         entry = self._layers.get(key)
         if entry is None:
             if len(self._layers) >= _CACHE_SIZE:
                 self._layers.clear()
             with device_scope(device):
-                layer = cls(**config, dtype=dtype)
+                layer = spec.cls(**spec.config, dtype=dtype)
                 layer.build((None,) * (rank - len(features)) + features)
             initial = {v.path.rsplit("/", 1)[-1]: to_numpy(v) for v in layer.non_trainable_weights}
             entry = self._layers[key] = (layer, initial)
         return entry
 
-    def _run(self, cls, config, x, device, features, key_extra=None, training=None, **weights):
-        """Assign the given weights (None: keep the layer's own) to the layer built for inputs of
-        x's rank ending in `features`, call it on x and return the output and the layer."""
-        layer, _ = self._built(cls, config, x.ndim, tuple(features), x.dtype, device, key_extra)
+    def _load(self, spec, x, device, **state):
+        """The layer built for x's rank and dtype with spec.weights and `state` assigned (None: keep
+        the layer's own)."""
+        layer, _ = self._built(spec, x.ndim, x.dtype, device)
         with device_scope(device):
-            for name, value in weights.items():
+            for name, value in {**spec.weights, **state}.items():
                 if value is not None:
                     getattr(layer, name).assign(value)
+        return layer
+
+    def _run(self, spec, x, device, training=None, **state):
+        """Call the layer of `spec`, loaded with its weights and `state`, on x: the output and the layer."""
+        layer = self._load(spec, x, device, **state)
+        with device_scope(device):
             kwargs = {} if training is None else {"training": training}
             return to_numpy(layer(to_tensor(x), **kwargs)), layer
 
@@ -122,14 +175,11 @@ def _options(weight, bias, eps) -> dict:
 class _Stateless(Layer):
     """A Layer around a stateless Keras layer (InstanceNorm): training changes nothing."""
 
-    def __init__(self, adapter, cls, config, device, features, **weights):
-        self._adapter, self._cls, self._config = adapter, cls, config
-        self._device, self._features, self._weights = device, features, weights
+    def __init__(self, adapter, spec, device):
+        self._adapter, self._spec, self._device = adapter, spec, device
 
     def __call__(self, x, *, training: bool):
-        output, _ = self._adapter._run(self._cls, self._config, x, self._device, self._features,
-                                       training=training, **self._weights)
-        return output
+        return self._adapter._run(self._spec, x, self._device, training=training)[0]
 
     def running_stats(self):
         return None, None
@@ -140,17 +190,15 @@ class _BatchNorm(Layer):
     cached Keras layer before each call and read back after it. A fresh layer starts from the
     values Keras' own initializers gave a newly built layer."""
 
-    def __init__(self, adapter, config, channels, dtype, weight, bias, running_mean, running_var, device):
-        self._adapter, self._config, self._device = adapter, config, device
-        self._features, self._weight, self._bias = (channels,), weight, bias
+    def __init__(self, adapter, spec, dtype, running_mean, running_var, device):
+        self._adapter, self._spec, self._device = adapter, spec, device
         if running_mean is None or running_var is None:
-            _, initial = adapter._built(keras.layers.BatchNormalization, config, 2, (channels,), dtype, device)
+            _, initial = adapter._built(spec, 2, dtype, device)
             running_mean, running_var = initial["moving_mean"], initial["moving_variance"]
         self._mean, self._var = running_mean, running_var
 
     def __call__(self, x, *, training: bool):
-        output, layer = self._adapter._run(keras.layers.BatchNormalization, self._config, x, self._device,
-                                           self._features, training=training, gamma=self._weight, beta=self._bias,
+        output, layer = self._adapter._run(self._spec, x, self._device, training=training,
                                            moving_mean=self._mean, moving_variance=self._var)
         self._mean, self._var = to_numpy(layer.moving_mean), to_numpy(layer.moving_variance)
         return output

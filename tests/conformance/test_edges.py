@@ -113,6 +113,6 @@ def test_non_finite_parameters(adapter, op, dtype, device, value, data):
     target = data.draw(st.sampled_from(targets), label="parameter")
     assume(not (target == "running_var" and value == -np.inf))  # a negative variance is outside BN-3's domain
     array = case.params[target].copy()
-    array.reshape(-1)[data.draw(st.integers(0, array.size - 1), label="element")] = value
+    array.flat[data.draw(st.integers(0, array.size - 1), label="element")] = value
     run_case(adapter, dataclasses.replace(case, params={**case.params, target: array}), device,
              nonfinite_clause="NUM-4.3", propagation_clause="NUM-4.3")
