@@ -5,7 +5,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import assume, given, strategies as st
 
 from normspec import backward, tolerance
 from normspec.cases import first_step_bound, numpy_dtype, observe
@@ -94,6 +94,10 @@ def test_input_gradient_projections(adapter, op, dtype, device, data):
                                     families=("dyadic_grid", "well_conditioned", "exact_statistics")), label="case")
     dx = backward.observe_vjp(adapter, case, device)["x"]
     expected, steps, bounds = backward.reference(adapter, case)
+    # The law is about finite gradients: an exact dx beyond the dtype's range rounds to +-Inf
+    # (which test_vjp_matches_reference accepts), and Inf - Inf has no sum.
+    with np.errstate(over="ignore"):
+        assume(np.all(np.isfinite(expected["x"].astype(numpy_dtype(dtype)))))
     ids = slice_ids(op, case.shape, case.attrs, case.channel_axis)
     first = np.unique(ids, return_index=True)[1]
     r, x_hat = steps.inverse_std.ravel()[first], steps.normalized
