@@ -12,7 +12,7 @@ _REQUIRED = ("test", "clause", "reason", "version", "minimal_input", "observed",
 # Filters name parameters of the tests: the adapter, op, dtype and device, and the
 # extra parameters some tests have (kind, family, value, identity), compared as text.
 _FILTERS = ("adapter", "op", "dtype", "device", "kind", "family", "value", "identity")
-_KNOWN = set(_REQUIRED) | set(_FILTERS) | {"measured_error", "notes"}
+_KNOWN = set(_REQUIRED) | set(_FILTERS) | {"measured_error", "notes", "intermittent"}
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,7 @@ class Expectation:
     reason: str
     source: str  # file and entry number, for messages
     filters: dict
+    intermittent: bool = False  # the failure does not show in every run (a pass is then no error)
 
     def matches(self, test: str, params: dict) -> bool:
         return test == self.test and all(params.get(k) == str(v) for k, v in self.filters.items())
@@ -51,7 +52,10 @@ def load_file(path, *, adapter_id: str | None = None) -> list:
         filters = {key: entry[key] for key in _FILTERS if key in entry}
         if adapter_id is not None:
             filters.setdefault("adapter", adapter_id)
-        entries.append(Expectation(entry["test"], entry["clause"], entry["reason"], where, filters))
+        intermittent = entry.get("intermittent", False)
+        if not isinstance(intermittent, bool):
+            raise UsageError(f"expectations file {where}: intermittent must be true or false")
+        entries.append(Expectation(entry["test"], entry["clause"], entry["reason"], where, filters, intermittent))
     return entries
 
 

@@ -211,13 +211,18 @@ def pytest_runtest_makereport(item, call):
     cited = failure.clause if failure else None
     if failure is not None and failure.context is not None:
         failures.save(failure.context, always=bool(item.config.option.normspec_report))
-    entry = next((e for e in state.expectations if e.matches(item.originalname, params)), None)
+    matching = [e for e in state.expectations if e.matches(item.originalname, params)]
+    # Several entries may list one test (different causes in different configurations): the
+    # one citing the failure's clause applies.
+    entry = next((e for e in matching if e.clause == cited), matching[0] if matching else None)
     if entry is not None and rep.when == "call":
         if rep.failed and cited == entry.clause:
             rep.outcome, rep.wasxfail = "skipped", f"expected failure {entry.clause}: {entry.reason} ({entry.source})"
         elif rep.failed:
             rep.sections.append(("normspec", f"{entry.source} expects clause {entry.clause}, "
                                              f"but this failure cites {cited or 'no clause'}"))
+        elif rep.passed and entry.intermittent:
+            rep.sections.append(("normspec", f"{entry.source} (intermittent) did not fail this time"))
         elif rep.passed:
             rep.outcome = "failed"
             rep.longrepr = (f"listed expectation no longer fails: {entry.source} ({entry.clause}: {entry.reason}); "
