@@ -12,11 +12,20 @@ Compilation dominates the run time (one XLA compile, ~0.1 s on CPU, per new inpu
 shape and layer structure). JAX's persistent cache helps repeated runs of the
 derandomized ci profile: JAX_COMPILATION_CACHE_DIR=DIR
 JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0 in the environment.
+
+Every compiled XLA:CPU executable keeps about ten memory mappings of JIT code alive
+while JAX's caches hold it, and a suite run compiles thousands (one per shape drawn):
+at Linux's default vm.max_map_count (65530) the next compile's mmap fails and XLA
+segfaults inside backend_compile_and_load. `release_compiled` therefore drops all
+compiled code (jax.clear_caches() and the per-Spec caches here) once the process
+holds half of its mapping limit; later calls just compile again.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+
+import gc
 
 import jax
 
@@ -77,11 +86,13 @@ def gpu_status():
 
 
 class FlaxAdapter(Adapter):
-    """The adapter methods of both Flax APIs. A subclass implements
+    """The adapter methods of both Flax APIs. A subclass sets
 
-    `_apply(spec, eps, momentum, params, stats, x, training)` -> (output, new stats
-        or None): one call of the Flax module for `spec`; params holds "scale"/"bias"
-        (those in use), stats holds "mean"/"var" for BatchNorm;
+    `_call(spec, params, stats, x, eps, momentum, training)` -> (output, new stats
+        or None), a staticmethod: one un-jitted call of the Flax module for `spec`;
+        params holds "scale"/"bias" (those in use), stats holds "mean"/"var" for
+        BatchNorm (None otherwise). The forward jits it per Spec (`jitted_call`),
+        the backward differentiates it with `jax.vjp` (`jitted_vjp`);
     `_fresh_stats(spec, eps, momentum)` -> "mean"/"var" of a freshly built BatchNorm.
     """
 
@@ -91,13 +102,17 @@ class FlaxAdapter(Adapter):
         default_eps={"batch_norm": 1e-5, "layer_norm": 1e-6, "group_norm": 1e-6,
                      "instance_norm": 1e-6, "rms_norm": 1e-6})
     capabilities = Capabilities(devices=("cpu", "cuda"), cumulative_average=False,
-                                instance_norm_running_stats=False)
+                                instance_norm_running_stats=False,
+                                backward_ops=("batch_norm", "layer_norm", "group_norm", "instance_norm", "rms_norm"))
 
     def device_status(self) -> dict:
         return {"cpu": None, "cuda": gpu_status()}
 
+    _call = None  # set by each API: staticmethod(call)
+
     def _apply(self, spec, eps, momentum, params, stats, x, training):
-        raise NotImplementedError
+        release_compiled()
+        return jitted_call(type(self)._call, spec)(params, stats, x, eps, momentum, training=training)
 
     def _fresh_stats(self, spec, eps, momentum):
         raise NotImplementedError
@@ -125,6 +140,29 @@ class FlaxAdapter(Adapter):
             raise NotImplementedError("Flax InstanceNorm keeps no running statistics (IN-3)")
         spec = Spec("instance_norm", str(np.dtype(dtype)), (num_features,), weight is not None, bias is not None)
         return _StatelessLayer(self, spec, eps, weight, bias, device)
+
+    def vjp(self, op, x, dy, *, weight, bias, running_mean, running_var, training, eps, device, **attrs):
+        """jax.vjp of the forward's module call w.r.t. x and the params in use (GRAD-1). BatchNorm:
+        training normalizes with the batch statistics (the stats update is discarded), evaluation
+        with the given running statistics (a fresh layer's own when None); they are never
+        differentiated. Flax InstanceNorm always uses the instance statistics."""
+        if op == "instance_norm" and (running_mean is not None or running_var is not None):
+            raise NotImplementedError("Flax InstanceNorm keeps no running statistics (IN-3)")
+        features = _shape(attrs["normalized_shape"]) if op in ("layer_norm", "rms_norm") else (x.shape[-1],)
+        groups = int(attrs["num_groups"]) if op == "group_norm" else None
+        spec = Spec(op, str(x.dtype), features, weight is not None, bias is not None and op != "rms_norm",
+                    num_groups=groups)
+        eps, stats = float(eps), None
+        release_compiled()
+        if op == "batch_norm":
+            if running_mean is None or running_var is None:
+                stats = self._fresh_stats(spec, eps, _VJP_MOMENTUM)
+            else:
+                stats = {"mean": put(running_mean, device), "var": put(running_var, device)}
+        params = _params(weight, bias if op != "rms_norm" else None, device)
+        dx, dparams = jitted_vjp(type(self)._call, spec)(params, stats, put(x, device), put(dy, device), eps,
+                                                         _VJP_MOMENTUM, training=bool(training))
+        return {"x": to_numpy(dx), "weight": to_numpy(dparams.get("scale")), "bias": to_numpy(dparams.get("bias"))}
 
     def batch_norm_layer(self, *, num_features, dtype, weight, bias, running_mean, running_var,
                          momentum, eps, device):
@@ -183,6 +221,80 @@ def _shape(normalized_shape) -> tuple:
     return tuple(int(d) for d in normalized_shape)
 
 
+_CACHES = []
+
+
 def cache(function):
-    """Memoize a per-Spec builder (modules, jitted callables): one entry per configuration."""
-    return lru_cache(maxsize=None)(function)
+    """Memoize a per-Spec builder (modules, jitted callables): one entry per configuration,
+    until `release_compiled` empties it."""
+    cached = lru_cache(maxsize=None)(function)
+    _CACHES.append(cached)
+    return cached
+
+
+_MAPS = "/proc/self/maps"
+_CHECK_EVERY = 64  # adapter calls between two counts of the process's memory mappings
+_calls = 0
+
+
+def _map_limit() -> int | None:
+    try:
+        with open("/proc/sys/vm/max_map_count") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return None  # not Linux: no per-process mapping count to bound
+
+
+_MAP_LIMIT = _map_limit()
+
+
+def release_compiled() -> None:
+    """Every _CHECK_EVERY calls, count the process's memory mappings; past half of
+    vm.max_map_count, drop every compiled executable (see the module docstring)."""
+    global _calls
+    _calls += 1
+    if _MAP_LIMIT is None or _calls % _CHECK_EVERY:
+        return
+    try:
+        with open(_MAPS) as f:
+            mappings = sum(1 for _ in f)
+    except OSError:
+        return
+    if mappings > _MAP_LIMIT // 2:
+        for cached in _CACHES:
+            cached.cache_clear()
+        jax.clear_caches()
+        gc.collect()
+
+
+# The momentum a backward call builds BatchNorm with: it only weights the running-statistics
+# update, which the backward discards (GRAD-1), so any valid value gives the same gradients.
+_VJP_MOMENTUM = 0.99
+
+
+@cache
+def jitted_call(call, spec: Spec):
+    """The forward, jitted once per (API, Spec): (params, stats, x, eps, momentum, training) ->
+    (output, new stats or None)."""
+
+    def step(params, stats, x, eps, momentum, training):
+        return call(spec, params, stats, x, eps, momentum, training)
+
+    return jax.jit(step, static_argnames="training")
+
+
+@cache
+def jitted_vjp(call, spec: Spec):
+    """The backward, jitted once per (API, Spec): (params, stats, x, dy, eps, momentum, training)
+    -> (dx, dparams), the VJP by jax.vjp of the forward's output alone (the stats are closed over:
+    constants of the call, never differentiated)."""
+
+    def step(params, stats, x, dy, eps, momentum, training):
+        def output(params, x):
+            return call(spec, params, stats, x, eps, momentum, training)[0]
+
+        _, pullback = jax.vjp(output, params, x)
+        dparams, dx = pullback(dy)
+        return dx, dparams
+
+    return jax.jit(step, static_argnames="training")

@@ -6,7 +6,8 @@ Each module gets dtype = param_dtype = the input dtype, the configuration a user
 gets for inputs of that dtype. The variables dict is built directly from the given
 parameters (no `init` per call); BatchNorm's `batch_stats` are the given arrays
 unchanged, or the fresh module's own (from `init`). `apply` is jitted once per
-layer structure, so each new input shape compiles once.
+layer structure, so each new input shape compiles once; the backward is `jax.vjp`
+of the same `apply` (_jax_common.jitted_vjp).
 """
 from __future__ import annotations
 
@@ -17,14 +18,22 @@ import jax.numpy as jnp
 from ._jax_common import FlaxAdapter, Spec, cache
 
 
+def _call(spec: Spec, params, stats, x, eps, momentum, training):
+    """One `apply` of the module: (output, batch_stats or None)."""
+    module = _module(spec, eps, momentum)
+    variables = {"params": params}
+    if spec.op != "batch_norm":
+        return module.apply(variables, x), None
+    variables["batch_stats"] = stats
+    if not training:
+        return module.apply(variables, x, use_running_average=True), stats
+    output, updated = module.apply(variables, x, use_running_average=False, mutable=["batch_stats"])
+    return output, updated["batch_stats"]
+
+
 class FlaxLinenAdapter(FlaxAdapter):
     id = "flax-linen"
-
-    def _apply(self, spec: Spec, eps, momentum, params, stats, x, training):
-        variables = {"params": params}
-        if stats is not None:
-            variables["batch_stats"] = stats
-        return _step(spec)(variables, x, eps, momentum, training=training)
+    _call = staticmethod(_call)
 
     def _fresh_stats(self, spec: Spec, eps, momentum):
         return _init_stats(spec)(eps, momentum)
@@ -42,22 +51,6 @@ def _module(spec: Spec, eps, momentum) -> nn.Module:
     if spec.op == "instance_norm":
         return nn.InstanceNorm(**common, use_bias=spec.use_bias, feature_axes=-1)
     return nn.BatchNorm(**common, use_bias=spec.use_bias, axis=-1, momentum=momentum)
-
-
-@cache
-def _step(spec: Spec):
-    """The jitted call: (variables, x, eps, momentum, training) -> (output, batch_stats or None)."""
-
-    def step(variables, x, eps, momentum, training):
-        module = _module(spec, eps, momentum)
-        if spec.op != "batch_norm":
-            return module.apply(variables, x), None
-        if not training:
-            return module.apply(variables, x, use_running_average=True), variables["batch_stats"]
-        output, updated = module.apply(variables, x, use_running_average=False, mutable=["batch_stats"])
-        return output, updated["batch_stats"]
-
-    return jax.jit(step, static_argnames="training")
 
 
 @cache

@@ -7,9 +7,12 @@ gets for inputs of that dtype. The module is constructed inside one jitted
 function per layer structure (so construction costs nothing after tracing and
 each new input shape compiles once); the given parameters and BatchNorm
 statistics replace its Variables' values (Variable.set_value keeps the given
-arrays and dtypes), or the statistics stay the fresh module's own.
+arrays and dtypes), or the statistics stay the fresh module's own. The backward
+is `jax.vjp` of the same construction and call (_jax_common.jitted_vjp).
 """
 from __future__ import annotations
+
+import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -21,11 +24,28 @@ _MODULES = {"layer_norm": nnx.LayerNorm, "rms_norm": nnx.RMSNorm, "group_norm": 
             "instance_norm": nnx.InstanceNorm, "batch_norm": nnx.BatchNorm}
 
 
+def _call(spec: Spec, params, stats, x, eps, momentum, training):
+    """Build the module, load the given parameters and statistics, call it once: (output, batch
+    stats or None)."""
+    module = _module(spec, eps, momentum)
+    for name, value in {**params, **(stats or {})}.items():
+        getattr(module, name).set_value(value)
+    if spec.op != "batch_norm":
+        return module(x), None
+    output = module(x, use_running_average=not training)
+    return output, _batch_stats(module)
+
+
 class FlaxNnxAdapter(FlaxAdapter):
     id = "flax-nnx"
-
-    def _apply(self, spec: Spec, eps, momentum, params, stats, x, training):
-        return _step(spec)({**params, **(stats or {})}, x, eps, momentum, training=training)
+    _call = staticmethod(_call)
+    # The backward (`vjp`, shared with flax-linen) is not declared for nnx yet: its first full
+    # run segfaulted inside XLA compilation (backend_compile_and_load from `vjp`, during
+    # test_vjp_is_repeatable, after ~38 min), when the process ran out of memory mappings
+    # (vm.max_map_count) held by thousands of cached executables. _jax_common.release_compiled
+    # now bounds them, but nnx's backward has not had a full run since, nor expectations; until
+    # then the suite reports its backward as not applicable instead of crashing.
+    capabilities = dataclasses.replace(FlaxAdapter.capabilities, backward_ops=())
 
     def _fresh_stats(self, spec: Spec, eps, momentum):
         return _init_stats(spec)(eps, momentum)
@@ -53,22 +73,6 @@ def _module(spec: Spec, eps, momentum) -> nnx.Module:
 
 def _batch_stats(module) -> dict:
     return {"mean": module.mean.get_value(), "var": module.var.get_value()}
-
-
-@cache
-def _step(spec: Spec):
-    """The jitted call: (variables by name, x, eps, momentum, training) -> (output, batch stats or None)."""
-
-    def step(variables, x, eps, momentum, training):
-        module = _module(spec, eps, momentum)
-        for name, value in variables.items():
-            getattr(module, name).set_value(value)
-        if spec.op != "batch_norm":
-            return module(x), None
-        output = module(x, use_running_average=not training)
-        return output, _batch_stats(module)
-
-    return jax.jit(step, static_argnames="training")
 
 
 @cache
