@@ -11,6 +11,8 @@ import os
 
 import numpy as np
 
+from .base import OPS, Capabilities, Conventions
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before the import: no startup INFO/WARNING lines
 
 
@@ -38,6 +40,12 @@ tf = _import_tensorflow()
 tf.get_logger().setLevel("ERROR")
 
 DEVICES = ("cpu", "cuda")
+# Keras' conventions, which the tf-nn compositions follow as users copy them from Keras
+# (tf.nn itself has no default eps); both cover every op forward and backward.
+CONVENTIONS = Conventions(channel_axis=-1, momentum_weights="old_value", running_var_estimator="biased",
+                          default_eps={"batch_norm": 1e-3, "layer_norm": 1e-3, "group_norm": 1e-3,
+                                       "instance_norm": 1e-3, "rms_norm": 1e-6})
+CAPABILITIES = Capabilities(devices=DEVICES, instance_norm_running_stats=False, backward_ops=OPS)
 _TF_DEVICE = {"cpu": "/CPU:0", "cuda": "/GPU:0"}
 
 

@@ -28,8 +28,9 @@ import numpy as np
 
 from normspec.errors import UsageError
 
-from ._tf_common import DEVICES, device_scope, device_status, feature_shape, tape_vjp, tf_version, to_numpy, to_tensor
-from .base import OPS, Adapter, Capabilities, Conventions, Layer
+from ._tf_common import (CAPABILITIES, CONVENTIONS, device_scope, device_status, feature_shape, tape_vjp, tf_version,
+                          to_numpy, to_tensor)
+from .base import Adapter, Layer
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import keras  # noqa: E402
@@ -77,10 +78,7 @@ def _spec(op, *, channels, weight, bias, eps, normalized_shape=None, num_groups=
 class KerasAdapter(Adapter):
     id = "keras"
     framework = "keras"
-    conventions = Conventions(channel_axis=-1, momentum_weights="old_value", running_var_estimator="biased",
-                              default_eps={"batch_norm": 1e-3, "layer_norm": 1e-3, "group_norm": 1e-3,
-                                           "instance_norm": 1e-3, "rms_norm": 1e-6})
-    capabilities = Capabilities(devices=DEVICES, instance_norm_running_stats=False, backward_ops=OPS)
+    conventions, capabilities = CONVENTIONS, CAPABILITIES
 
     def __init__(self):
         self._layers = {}  # configuration -> (built keras layer, its initial non-trainable values)

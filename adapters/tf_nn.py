@@ -24,18 +24,15 @@ Checked against tensorflow-cpu 2.21.0.
 """
 from __future__ import annotations
 
-from ._tf_common import (DEVICES, device_scope, device_status, feature_shape, run, tape_vjp, tf, tf_version,
-                          to_numpy, to_tensor)
-from .base import OPS, Adapter, Capabilities, Conventions, Layer
+from ._tf_common import (CAPABILITIES, CONVENTIONS, device_scope, device_status, feature_shape, run, tape_vjp, tf,
+                          tf_version, to_numpy, to_tensor)
+from .base import Adapter, Layer
 
 
 class TfNnAdapter(Adapter):
     id = "tf-nn"
     framework = "tensorflow"
-    conventions = Conventions(channel_axis=-1, momentum_weights="old_value", running_var_estimator="biased",
-                              default_eps={"batch_norm": 1e-3, "layer_norm": 1e-3, "group_norm": 1e-3,
-                                           "instance_norm": 1e-3, "rms_norm": 1e-6})
-    capabilities = Capabilities(devices=DEVICES, instance_norm_running_stats=False, backward_ops=OPS)
+    conventions, capabilities = CONVENTIONS, CAPABILITIES
 
     def framework_version(self) -> str:
         return tf_version()
