@@ -83,6 +83,16 @@ def _check(eps, momentum=0.0):
         raise ValueError(f"welford: momentum={momentum} must be in [0, 1] (it weights the old value)")
 
 
+def _trailing_rows(x, normalized_shape, eps):
+    """LayerNorm/RMSNorm: the compute dtype, the normalized shape and x as rows (one per
+    slice) in the compute dtype, after the argument checks."""
+    compute, shape = _compute_dtype(x), tuple(normalized_shape)
+    _check(eps)
+    if not shape or len(shape) > x.ndim or x.shape[x.ndim - len(shape):] != shape or x.size == 0:
+        raise ValueError(f"welford: normalized_shape={shape} is not the trailing dims of {x.shape}")
+    return compute, shape, x.astype(compute).reshape(-1, int(np.prod(shape)))
+
+
 def _channels_last(x, ranks):
     if not ranks[0] <= x.ndim <= ranks[1] or x.size == 0:
         raise ValueError(f"welford: input of shape {x.shape} must have rank {ranks[0]} to {ranks[1]}, no empty axis")
@@ -104,21 +114,13 @@ class WelfordKernel(FunctionalAdapter):
         return f"welford-kernel 1.0 (numpy {version('numpy')})"
 
     def layer_norm(self, x, *, normalized_shape, weight, bias, eps, device):
-        compute, shape = _compute_dtype(x), tuple(normalized_shape)
-        _check(eps)
-        if not shape or len(shape) > x.ndim or x.shape[x.ndim - len(shape):] != shape or x.size == 0:
-            raise ValueError(f"welford: normalized_shape={shape} is not the trailing dims of {x.shape}")
-        rows = x.astype(compute).reshape(-1, int(np.prod(shape)))
+        compute, shape, rows = _trailing_rows(x, normalized_shape, eps)
         with np.errstate(all="ignore"):
             y = _normalize(rows, *_moments(rows), eps).reshape(x.shape)
             return _affine(y, weight, bias, shape, compute).astype(x.dtype)
 
     def rms_norm(self, x, *, normalized_shape, weight, eps, device):
-        compute, shape = _compute_dtype(x), tuple(normalized_shape)
-        _check(eps)
-        if not shape or len(shape) > x.ndim or x.shape[x.ndim - len(shape):] != shape or x.size == 0:
-            raise ValueError(f"welford: normalized_shape={shape} is not the trailing dims of {x.shape}")
-        rows = x.astype(compute).reshape(-1, int(np.prod(shape)))
+        compute, shape, rows = _trailing_rows(x, normalized_shape, eps)
         with np.errstate(all="ignore"):
             mean_square = np.sum(rows * rows, axis=1) / rows.shape[1]  # pairwise sum in the compute dtype
             y = (rows / np.sqrt(mean_square + eps)[:, None]).reshape(x.shape)
