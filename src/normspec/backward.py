@@ -14,7 +14,7 @@ import numpy as np
 
 from normspec import tolerance
 from normspec.adapters import Adapter
-from normspec.cases import Case, effective_alpha, numpy_dtype, reference_arguments
+from normspec.cases import Case, effective_alpha, initial_state, numpy_dtype, reference_arguments
 from normspec.compare import Context, adapter_call, assert_within, check_array
 from normspec.registry import OPS, slice_ids
 
@@ -36,21 +36,12 @@ def frozen(case: Case) -> bool:
             and (case.op == "batch_norm" or case.params.get("running_mean") is not None))
 
 
-def _running_state(case: Case):
-    p = case.params
-    mean, var = p.get("running_mean"), p.get("running_var")
-    if case.op == "batch_norm" and mean is None:  # BN-4.3: a fresh layer
-        channels = case.shape[case.channel_axis]
-        return np.zeros(channels), np.ones(channels)
-    return mean, var
-
-
 def reference(adapter: Adapter, case: Case):
     """The exact (float64) VJP of `case` for its cotangent, the forward Steps and the GRAD-6
     bounds: (gradient dict, steps, bounds dict)."""
     row = OPS[case.op]
     reference_case = dataclasses.replace(case, momentum=effective_alpha(adapter, case.momentum))
-    arguments = reference_arguments(reference_case, *_running_state(case), case.training[0], 0,
+    arguments = reference_arguments(reference_case, *initial_state(case), case.training[0], 0,
                                     adapter.conventions.running_var_estimator)
     x = case.inputs[0]
     _, steps = row.reference(x, **arguments, exact=True, return_steps=True)

@@ -280,12 +280,18 @@ def observe(adapter: Adapter, case: Case, device: str, *, what: str = "output") 
     return observed.astype(np.float64)
 
 
-def first_step_bound(case: Case, estimator: str = "biased") -> np.ndarray:
-    """NUM-1.1's bound for the first step of `case` from its configured (or initial) state."""
+def initial_state(case: Case):
+    """The running statistics the first step of `case` starts from: the configured ones, or
+    a fresh BatchNorm's mean 0 and variance 1 (BN-4.3); (None, None) for a layer without."""
     p = case.params
     mean, var = p.get("running_mean"), p.get("running_var")
     if case.op == "batch_norm" and mean is None:
         channels = case.shape[case.channel_axis]
-        mean, var = np.zeros(channels), np.ones(channels)
-    result, steps = reference_step(case, case.inputs[0], mean, var, case.training[0], 0, estimator)
+        return np.zeros(channels), np.ones(channels)
+    return mean, var
+
+
+def first_step_bound(case: Case, estimator: str = "biased") -> np.ndarray:
+    """NUM-1.1's bound for the first step of `case` from its configured (or initial) state."""
+    result, steps = reference_step(case, case.inputs[0], *initial_state(case), case.training[0], 0, estimator)
     return output_bound(case, steps, result.output)
