@@ -30,6 +30,14 @@ def parameter_axes(case: Case) -> tuple:
     return tuple(range(ndim - k, ndim))
 
 
+def broadcast_weight(case: Case):
+    """gamma as float64, shaped to broadcast against x (None without a weight)."""
+    weight, axes = case.params.get("weight"), parameter_axes(case)
+    if weight is None:
+        return None
+    return weight.astype(np.float64).reshape([n if a in axes else 1 for a, n in enumerate(case.shape)])
+
+
 def frozen(case: Case) -> bool:
     """GRAD-5: evaluation with running statistics (BatchNorm, tracked InstanceNorm)."""
     return (OPS[case.op].stateful and not case.training[0]
@@ -46,13 +54,10 @@ def reference(adapter: Adapter, case: Case):
     x = case.inputs[0]
     _, steps = row.reference(x, **arguments, exact=True, return_steps=True)
     gradient = row.vjp(x, case.cotangent, **arguments, exact=True)
-    axes = parameter_axes(case)
-    weight = case.params.get("weight")
-    if weight is not None:
-        weight = weight.astype(np.float64).reshape([case.shape[a] if a in axes else 1 for a in range(x.ndim)])
-    bounds = tolerance.vjp_bounds(steps, case.cotangent, weight, gradient, input_dtype=numpy_dtype(case.dtype),
+    bounds = tolerance.vjp_bounds(steps, case.cotangent, broadcast_weight(case), gradient,
+                                  input_dtype=numpy_dtype(case.dtype),
                                   slice_ids=slice_ids(case.op, case.shape, case.attrs, case.channel_axis),
-                                  parameter_axes=axes, frozen=frozen(case))
+                                  parameter_axes=parameter_axes(case), frozen=frozen(case))
     return gradient, steps, bounds
 
 

@@ -241,7 +241,7 @@ def cotangent(rng, kind: str, shape: tuple, dtype) -> np.ndarray:
     elif kind == "near_one":  # long sums stay representable (4096 elements sum to about 4096)
         values = 1.0 + z / 16
     else:
-        raise ValueError(f"kind={kind!r} unknown; choose from {COTANGENTS}")
+        raise ValueError(f"kind={kind!r} unknown; choose from {COTANGENTS + ('near_one',)}")
     return values.astype(dtype)
 
 

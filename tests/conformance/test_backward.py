@@ -101,11 +101,8 @@ def test_input_gradient_projections(adapter, op, dtype, device, data):
     ids = slice_ids(op, case.shape, case.attrs, case.channel_axis)
     first = np.unique(ids, return_index=True)[1]
     r, x_hat = steps.inverse_std.ravel()[first], steps.normalized
-    weight = case.params.get("weight")
-    g = case.cotangent.astype(np.float64)
-    if weight is not None:
-        axes = backward.parameter_axes(case)
-        g = g * weight.astype(np.float64).reshape([case.shape[a] if a in axes else 1 for a in range(g.ndim)])
+    weight = backward.broadcast_weight(case)
+    g = case.cotangent.astype(np.float64) * (1.0 if weight is None else weight)
     projection = case.eps * r**3 * _slice_sums(g * x_hat, case)
     context = _context(adapter, case, device)
     if OPS[op].centring:
