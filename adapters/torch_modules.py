@@ -70,6 +70,10 @@ class TorchAdapter(Adapter):
         """The module and input as given to forward; subclasses change the memory format."""
         return module, x
 
+    def _format(self, tensor):
+        """A tensor (x or dy) in the memory format this adapter tests; subclasses change it."""
+        return tensor
+
     def _forward(self, module, x, device):
         module, tensor = self._layout(module, _to_torch(x, device))
         with torch.no_grad():
@@ -155,8 +159,7 @@ class TorchAdapter(Adapter):
         wanted = {"x": leaf, "weight": module.weight if weight is not None else None,
                   "bias": module.bias if bias is not None else None}
         inputs = {name: value for name, value in wanted.items() if value is not None}
-        _, cotangent = self._layout(module, _to_torch(dy, device))
-        grads = torch.autograd.grad(module(tensor), tuple(inputs.values()), cotangent)
+        grads = torch.autograd.grad(module(tensor), tuple(inputs.values()), self._format(_to_torch(dy, device)))
         found = dict(zip(inputs, grads))
         return {name: _to_numpy(found[name]) if name in found else None for name in wanted}
 
@@ -205,7 +208,12 @@ class TorchChannelsLastAdapter(TorchAdapter):
         for parameter in module.parameters():
             if parameter.dim() in _CHANNELS_LAST:
                 parameter.data = parameter.data.contiguous(memory_format=_CHANNELS_LAST[parameter.dim()])
-        return module, x.contiguous(memory_format=_CHANNELS_LAST[x.dim()])
+        return module, self._format(x)
+
+    def _format(self, tensor):
+        if tensor.dim() not in _CHANNELS_LAST:
+            return tensor
+        return tensor.contiguous(memory_format=_CHANNELS_LAST[tensor.dim()])
 
 
 _CHANNELS_LAST = {4: torch.channels_last, 5: torch.channels_last_3d}
