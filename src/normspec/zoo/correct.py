@@ -316,13 +316,14 @@ class TwoPassKernel(FunctionalAdapter):
         """The sum of each row of a 2-D array, (R, 1): every reduction of the backward."""
         return rows.sum(axis=1, keepdims=True)
 
-    def backward_sum(self, values, axes):
-        """The sum over `axes` (keepdims), as rows of the summed elements for reduce_rows."""
+    def backward_sum(self, values, axes, reduce=None):
+        """The sum over `axes` (keepdims), as rows of the summed elements for `reduce`
+        (default reduce_rows)."""
         axes = tuple(a % values.ndim for a in axes)
         kept = [a for a in range(values.ndim) if a not in axes]
         moved = np.transpose(values, kept + list(axes))
         kept_shape = [values.shape[a] for a in kept]
-        total = self.reduce_rows(moved.reshape(int(np.prod(kept_shape)), -1))
+        total = (reduce or self.reduce_rows)(moved.reshape(int(np.prod(kept_shape)), -1))
         out_shape = [1 if a in axes else values.shape[a] for a in range(values.ndim)]
         return total.reshape(out_shape)
 

@@ -27,17 +27,14 @@ class _RemembersCall:
         self._input_dtype, self._num_groups = x.dtype, kwargs.get("num_groups")
         return super().vjp(op, x, dy, **kwargs)
 
-    def _stored_sum(self, values, axes):
-        """A sum over `axes` (keepdims) accumulated in the input dtype, one element at a time."""
+    def _stored_rows(self, rows):
+        """The sum of each row (R, n) -> (R, 1) accumulated in the input dtype, one element at a time."""
         dtype = self._input_dtype
-        axes = tuple(a % values.ndim for a in axes)
-        kept = [a for a in range(values.ndim) if a not in axes]
-        moved = np.transpose(values.astype(dtype), kept + list(axes))
-        rows = moved.reshape(int(np.prod([values.shape[a] for a in kept])), -1)
+        rows = rows.astype(dtype)
         total = np.zeros((rows.shape[0], 1), dtype)
         for k in range(rows.shape[1]):
             total = (total + rows[:, k:k + 1]).astype(dtype)
-        return total.reshape([1 if a in axes else values.shape[a] for a in range(values.ndim)])
+        return total
 
 
 # ---------------------------------------------------------------- the input gradient (GRAD-3, GRAD-4, GRAD-5)
@@ -143,7 +140,7 @@ class HalfPrecisionInputReductions(_RemembersCall, Mutant):
     capabilities = backward("layer_norm", "group_norm", dtypes=("float16", "bfloat16"))
 
     def backward_mean(self, values):
-        total = self._stored_sum(values, (1,)).astype(values.dtype)
+        total = self._stored_rows(values).astype(values.dtype)
         return total / values.dtype.type(values.shape[1])
 
 
@@ -195,10 +192,10 @@ class HalfPrecisionParameterSums(_RemembersCall, Mutant):
     capabilities = backward("layer_norm", "batch_norm", dtypes=("float16", "bfloat16"))
 
     def bias_gradient(self, dy, axes):
-        return self._stored_sum(dy, axes).astype(dy.dtype)
+        return self.backward_sum(dy, axes, reduce=self._stored_rows).astype(dy.dtype)
 
     def weight_gradient(self, dy, x_hat, x, axes):
-        return self._stored_sum(dy * x_hat, axes).astype(dy.dtype)
+        return self.backward_sum(dy * x_hat, axes, reduce=self._stored_rows).astype(dy.dtype)
 
 
 # ---------------------------------------------------------------- completeness and repeatability (GRAD-7)
