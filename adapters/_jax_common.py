@@ -9,7 +9,9 @@ every module gets explicit dtype/param_dtype, and Flax creates its batch
 statistics as explicit float32. It does affect any other JAX code in the process.
 
 Compilation dominates the run time (one XLA compile, ~0.1 s on CPU, per new input
-shape and layer structure). JAX's persistent cache helps repeated runs of the
+shape and layer structure). The suite draws shapes from a fixed pool per op
+(normspec.shape_pool), so most calls find their executable compiled; `statistics`
+reports the hits and misses for `normspec bench`. JAX's persistent cache helps repeated runs of the
 derandomized ci profile: JAX_COMPILATION_CACHE_DIR=DIR
 JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0 in the environment.
 
@@ -108,6 +110,11 @@ class FlaxAdapter(Adapter):
     def device_status(self) -> dict:
         return {"cpu": None, "cuda": gpu_status()}
 
+    def statistics(self) -> dict:
+        """JIT cache use in this process (`normspec bench`): jitted calls that found their
+        executable compiled (hits) and those that compiled one (misses)."""
+        return {"jit_cache_hits": _JIT["calls"] - _JIT["compiles"], "jit_cache_misses": _JIT["compiles"]}
+
     _call = None  # set by each API: staticmethod(call)
 
     def _apply(self, spec, eps, momentum, params, stats, x, training):
@@ -156,6 +163,7 @@ class FlaxAdapter(Adapter):
         release_compiled()
         if op == "batch_norm":
             if running_mean is None or running_var is None:
+                release_compiled()  # the fresh statistics are a jitted call of their own
                 stats = self._fresh_stats(spec, eps, _VJP_MOMENTUM)
             else:
                 stats = {"mean": put(running_mean, device), "var": put(running_var, device)}
@@ -171,6 +179,7 @@ class FlaxAdapter(Adapter):
         spec = Spec("batch_norm", str(np.dtype(dtype)), (num_features,), weight is not None, bias is not None)
         eps, momentum = float(eps), float(momentum)
         if running_mean is None or running_var is None:
+            release_compiled()
             stats = self._fresh_stats(spec, eps, momentum)
         else:
             stats = {"mean": running_mean, "var": running_var}
@@ -248,11 +257,24 @@ def _map_limit() -> int | None:
 _MAP_LIMIT = _map_limit()
 
 
+_JIT = {"calls": 0, "compiles": 0}
+
+
+def _count_compile(event: str, duration: float, **kwargs) -> None:
+    if event == "/jax/core/compile/backend_compile_duration":
+        _JIT["compiles"] += 1
+
+
+jax.monitoring.register_event_duration_secs_listener(_count_compile)
+
+
 def release_compiled() -> None:
-    """Every _CHECK_EVERY calls, count the process's memory mappings; past half of
-    vm.max_map_count, drop every compiled executable (see the module docstring)."""
+    """Called before every jitted call (counted for `statistics`). Every _CHECK_EVERY calls,
+    count the process's memory mappings; past half of vm.max_map_count, drop every compiled
+    executable (see the module docstring)."""
     global _calls
     _calls += 1
+    _JIT["calls"] += 1
     if _MAP_LIMIT is None or _calls % _CHECK_EVERY:
         return
     try:

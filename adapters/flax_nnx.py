@@ -12,8 +12,6 @@ is `jax.vjp` of the same construction and call (_jax_common.jitted_vjp).
 """
 from __future__ import annotations
 
-import dataclasses
-
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -39,14 +37,6 @@ def _call(spec: Spec, params, stats, x, eps, momentum, training):
 class FlaxNnxAdapter(FlaxAdapter):
     id = "flax-nnx"
     _call = staticmethod(_call)
-    # The backward (`vjp`, shared with flax-linen) is not declared for nnx yet: its first full
-    # run segfaulted inside XLA compilation (backend_compile_and_load from `vjp`, during
-    # test_vjp_is_repeatable, after ~38 min), when the process ran out of memory mappings
-    # (vm.max_map_count) held by thousands of cached executables. _jax_common.release_compiled
-    # now bounds them, but nnx's backward has not had a full run since, nor expectations; until
-    # then the suite reports its backward as not applicable instead of crashing.
-    capabilities = dataclasses.replace(FlaxAdapter.capabilities, backward_ops=())
-
     def _fresh_stats(self, spec: Spec, eps, momentum):
         return _init_stats(spec)(eps, momentum)
 

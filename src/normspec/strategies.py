@@ -1,25 +1,28 @@
 """Hypothesis strategies for normalization test cases.
 
-`cases(op=..., dtype=..., channel_axis=...)` draws a Case: a shape with reduction
-lengths of 1, of non-powers of two and longer than 64; parameters; and values
-from one of the value families below. Hypothesis draws the shape, family and
-scales, and a seed from which NumPy fills the values, so that a failure shrinks
-to a small shape and a simple family (the values are printed in the repro).
+`cases(op=..., dtype=..., channel_axis=...)` draws a Case: a shape from the op's
+shape pool (normspec.shape_pool: reduction lengths of 1, of non-powers of two and
+longer than 64); parameters; and values from one of the value families below.
+Hypothesis draws the shape, family and scales, and a seed from which NumPy fills
+the values, so that a failure shrinks to a small shape and a simple family (the
+values are printed in the repro). Every draw is a flat integer or choice: nested
+list and one_of draws cost more than most framework calls.
 """
 from __future__ import annotations
 
 import dataclasses
+from functools import lru_cache
 
 import ml_dtypes
 import numpy as np
 from hypothesis import strategies as st
 
+from normspec import shape_pool
 from normspec.cases import Case, numpy_dtype
 from normspec.registry import OPS, slice_ids
 
 FAMILIES = ("well_conditioned", "dyadic_grid", "exact_statistics", "large_offset", "spread_near_eps", "extreme_magnitude",
             "constant_slices")
-_MAX_ELEMENTS = 4096
 DRAWN = {"cases": 0}  # cases drawn, i.e. examples run (for `normspec bench`)
 
 
@@ -35,54 +38,34 @@ def _validate(op: str, dtype: str, channel_axis: int, families) -> None:
         raise ValueError(f"families {sorted(unknown)} unknown; choose from {FAMILIES}")
 
 
-def _length(max_value: int = 80):
-    """Reduction-relevant sizes: 1, small non-powers of two, and longer than 64."""
-    return st.one_of(st.just(1), st.integers(2, 9), st.integers(65, max_value))
+def shapes(*, op: str, channel_axis: int = 1, min_reduction: int = 1):
+    """A (shape, attrs) for `op` from its shape pool (normspec.shape_pool): reduction
+    lengths of 1, non-powers of two and longer than 64, every rank; attrs holds
+    normalized_shape or num_groups. min_reduction=2 keeps every slice at two or more
+    elements (BN-5 is tested apart). Shrinks toward the pool's smallest shape."""
+    if op not in OPS:
+        raise ValueError(f"op={op!r} is not one of {sorted(OPS)}; pass an op name from normspec.registry.OPS")
+    if channel_axis not in (1, -1):
+        raise ValueError(f"channel_axis={channel_axis!r} must be 1 (channels first) or -1 (channels last)")
+    return _pool_choice(op, channel_axis, min_reduction, shape_pool.size())
 
 
-def _cap(dims: list, limit: int) -> list:
-    """Halve the largest dimension until the product is at most `limit` (no rejection sampling)."""
-    dims = list(dims)
-    while int(np.prod(dims)) > limit:
-        largest = int(np.argmax(dims))
-        dims[largest] = (dims[largest] + 1) // 2
-    return dims
+@lru_cache(maxsize=None)
+def _pool_choice(op: str, channel_axis: int, min_reduction: int, pool_size: int):
+    return st.sampled_from(shape_pool.pool(op, channel_axis=channel_axis, min_reduction=min_reduction,
+                                           pool_size=pool_size))
 
 
-@st.composite
-def shapes(draw, *, op: str, channel_axis: int = 1, min_reduction: int = 1):
-    """A shape for `op` and its attributes (normalized_shape / num_groups).
+@lru_cache(maxsize=None)
+def _choice(options: tuple):
+    """One strategy object per choice list: Hypothesis validates a strategy on its first draw,
+    so a strategy built anew for every draw costs ~0.1 ms each time."""
+    return st.sampled_from(options)
 
-    min_reduction=2 keeps every slice at two or more elements (BN-5 is tested apart).
-    """
-    row = OPS[op]
-    if op in ("layer_norm", "rms_norm"):
-        normalized = _cap(draw(st.lists(_length(), min_size=1, max_size=2)), 1024)
-        if int(np.prod(normalized)) < min_reduction:
-            normalized[-1] = min_reduction
-        leading = draw(st.lists(st.integers(1, 4), min_size=0, max_size=2))
-        return tuple(leading + normalized), {"normalized_shape": tuple(normalized)}
-    rank = draw(st.integers(*row.ranks))
-    batch = draw(st.integers(1, 5))
-    spatial = _cap(draw(st.lists(st.integers(1, 9) | st.integers(65, 70), min_size=rank - 2, max_size=rank - 2)),
-                   _MAX_ELEMENTS // 40)
-    if op == "group_norm":
-        groups, per_group = draw(st.integers(1, 4)), draw(st.integers(1, 3))
-        channels, attrs = groups * per_group, {"num_groups": groups}
-        reduction = per_group * int(np.prod(spatial))
-    else:
-        channels, attrs = draw(st.integers(1, 5)), {}
-        reduction = int(np.prod(spatial)) * (batch if op == "batch_norm" else 1)
-    if reduction < min_reduction:
-        if op == "batch_norm":
-            batch = max(batch, min_reduction)
-        elif spatial:
-            spatial[0] = max(spatial[0], min_reduction)
-        else:  # rank-2 GroupNorm: widen the groups
-            channels = attrs["num_groups"] * min_reduction
-    dims = [batch] + spatial
-    dims.insert(1 if channel_axis == 1 else len(dims), channels)
-    return tuple(dims), attrs
+
+_SEED, _BOOLEAN, _STEPS = st.integers(0, 2**32 - 1), st.booleans(), st.integers(1, 4)
+_EPS = (1e-5, 1e-3, 1e-6)
+_MOMENTA = (0.1, 0.01, 0.5, 1.0)
 
 
 def _exact_statistics(rng, ids: np.ndarray, dtype) -> np.ndarray:
@@ -152,15 +135,15 @@ def cases(draw, *, op: str, dtype: str, channel_axis: int = 1, families=FAMILIES
     DRAWN["cases"] += 1
     row, np_dtype = OPS[op], numpy_dtype(dtype)
     shape, attrs = draw(shapes(op=op, channel_axis=channel_axis, min_reduction=min_reduction))
-    family = draw(st.sampled_from(families))
-    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    eps = draw(st.sampled_from([1e-5, 1e-3, 1e-6]))
+    family = draw(_choice(tuple(families)))
+    rng = np.random.default_rng(draw(_SEED))
+    eps = draw(_choice(_EPS))
     ids = slice_ids(op, shape, attrs, channel_axis)
     if steps is None:
-        steps = [True] if not row.stateful else draw(st.lists(st.booleans(), min_size=1, max_size=4))
+        steps = [True] if not row.stateful else [draw(_BOOLEAN) for _ in range(draw(_STEPS))]
     inputs = [fill(rng, family, shape, ids, np_dtype, eps) for _ in steps]
     params_shape = attrs.get("normalized_shape") or (shape[channel_axis],)
-    with_affine = draw(st.booleans()) if affine is None else affine
+    with_affine = draw(_BOOLEAN) if affine is None else affine
     params = {}
     if with_affine:
         params["weight"] = (rng.uniform(0.5, 2, params_shape) * rng.choice([-1, 1], params_shape)).astype(np_dtype)
@@ -170,12 +153,12 @@ def cases(draw, *, op: str, dtype: str, channel_axis: int = 1, families=FAMILIES
     else:
         params["weight"] = params["bias"] = None
     if row.stateful:
-        loaded = draw(st.booleans()) if running_stats is None else running_stats
+        loaded = draw(_BOOLEAN) if running_stats is None else running_stats
         channels = shape[channel_axis]
         params["running_mean"] = np.round(rng.uniform(-2, 2, channels), 2).astype(np_dtype) if loaded else None
         params["running_var"] = np.round(rng.uniform(0.25, 4, channels), 2).astype(np_dtype) if loaded else None
     cumulative = cumulative and op == "batch_norm"  # BN-4.2 is BatchNorm's alone (IN-3)
-    momentum = draw(st.sampled_from([0.1, 0.01, 0.5, 1.0] + ([None] if cumulative else [])))
+    momentum = draw(_choice(_MOMENTA + ((None,) if cumulative else ())))
     return Case(op=op, dtype=dtype, inputs=inputs, training=list(steps), eps=eps, attrs=attrs, params=params,
                 momentum=momentum, channel_axis=channel_axis, exact_statistics=_exact(op, family), family=family)
 
@@ -254,13 +237,13 @@ def backward_cases(draw, adapter, *, op: str, dtype: str, training=None, **optio
     """
     stateful = OPS[op].stateful
     if training is None:
-        training = draw(st.booleans()) if stateful else True
+        training = draw(_BOOLEAN) if stateful else True
     if op == "batch_norm" and not adapter.capabilities.batch_norm_training:
         training = False
     if op == "batch_norm" and not training:
         options["running_stats"] = True
     options.setdefault("min_reduction", 2)
     case = draw(cases_for(adapter, op=op, dtype=dtype, steps=[bool(training)], **options))
-    kind = draw(st.sampled_from(COTANGENTS), label="cotangent")
-    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1), label="cotangent seed"))
+    kind = draw(_choice(COTANGENTS), label="cotangent")
+    rng = np.random.default_rng(draw(_SEED, label="cotangent seed"))
     return dataclasses.replace(case, cotangent=cotangent(rng, kind, case.shape, numpy_dtype(dtype)))
