@@ -270,3 +270,21 @@ def test_faulty_adapter_fails_with_a_complete_report(runs, fault):
     assert all(r["status"] == "pass" for r in others)
     if fault in ("Aborts", "Sleeps"):  # the run went on past the crash or the hang
         assert others
+
+
+def _item(nodeid, **params):
+    from types import SimpleNamespace
+    values = {"adapter": SimpleNamespace(id="numpy"), "op": "layer_norm", "dtype": "float32", "device": "cpu", **params}
+    return SimpleNamespace(originalname="test_forward_matches_reference", nodeid=nodeid,
+                           callspec=SimpleNamespace(params=values))
+
+
+def test_ci_examples_do_not_depend_on_the_node_id_or_the_device():
+    """The ci profile's seed comes from the test and its parameters: `normspec check` (the
+    bundled suite, other node IDs) draws the examples tox drew, and CUDA the ones CPU drew."""
+    from normspec.pytest_plugin import example_seed
+    here = example_seed(_item("tests/conformance/test_forward.py::test_forward_matches_reference[numpy-...]"))
+    installed = example_seed(_item("site-packages/normspec/tests/conformance/test_forward.py::x", device="cuda"))
+    assert here == installed
+    assert example_seed(_item("x", dtype="float64")) != here
+    assert example_seed(_item("x", family="large_offset")) != here

@@ -91,7 +91,8 @@ def pytest_configure(config):
                  "dtypes(*names): dtypes the test applies to",
                  "devices(*names): devices the test applies to",
                  "per_op(name, function): one more parameter `name`, with values function(op)",
-                 "requires(*capabilities): Capabilities flags the adapter needs"):
+                 "requires(*capabilities): Capabilities flags the adapter needs",
+                 "xdist_group(name): pytest-xdist --dist loadgroup group (set per adapter, op and dtype)"):
         config.addinivalue_line("markers", line)
     pinned = config.option.spec_version
     if pinned and pinned != clauses.spec_version():
@@ -153,6 +154,16 @@ def pytest_generate_tests(metafunc):
                         params.append(pytest.param(*(values[n] for n in names), marks=marks))
                         ids.append("-".join(str(values[n].id if n == "adapter" else values[n]) for n in names))
     metafunc.parametrize(names, params, ids=ids)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Group the items of one adapter, op and dtype for pytest-xdist's `--dist loadgroup`:
+    they share layer structures and the shape pool, so one worker compiles a JIT adapter's
+    executables once for the whole group instead of every worker compiling them again."""
+    for item in items:
+        params = _params(item)
+        if params.get("adapter") and params.get("op"):
+            item.add_marker(pytest.mark.xdist_group(f"{params['adapter']}-{params['op']}-{params.get('dtype')}"))
 
 
 def _params(item) -> dict:
@@ -304,7 +315,7 @@ def pytest_runtest_logreport(report):
 
 def _params_from_id(state, nodeid: str) -> dict:
     """adapter, op, dtype, device parsed from a test ID such as test_x[torch-layer_norm-float32-cpu]."""
-    test_id = nodeid.rsplit("[", 1)[-1].rstrip("]")
+    test_id = nodeid.split("@")[0].rsplit("[", 1)[-1].rstrip("]")  # xdist loadgroup appends @group
     for adapter in sorted(state.adapters, key=lambda a: -len(a.id)):
         if test_id.startswith(adapter.id + "-"):
             rest = test_id[len(adapter.id) + 1:].split("-")
