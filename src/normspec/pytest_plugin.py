@@ -201,6 +201,12 @@ def _counters(state) -> dict:
 _TIMING = pytest.StashKey[dict]()
 
 
+def _matching_entries(state, item) -> list:
+    """The expectations entries that list this test item."""
+    params = _params(item)
+    return [e for e in state.expectations if e.matches(item.originalname, params)]
+
+
 def example_seed(item) -> int:
     """The ci profile's seed for one test item: from the test's name and its parameters,
     device excepted. The examples then do not depend on the path pytest was started from
@@ -225,7 +231,7 @@ def pytest_runtest_call(item):
     if seeded:
         test._hypothesis_internal_use_seed = example_seed(item)
     own_settings = test._hypothesis_internal_use_settings
-    if any(e.matches(item.originalname, _params(item)) for e in state.expectations):
+    if _matching_entries(state, item):
         test._hypothesis_internal_use_settings = settings(own_settings, phases=[
             p for p in own_settings.phases if p is not Phase.shrink])
     try:
@@ -259,7 +265,7 @@ def pytest_runtest_makereport(item, call):
     cited = failure.clause if failure else None
     if failure is not None and failure.context is not None:
         failures.save(failure.context, always=bool(item.config.option.normspec_report))
-    matching = [e for e in state.expectations if e.matches(item.originalname, params)]
+    matching = _matching_entries(state, item)
     # Several entries may list one test (different causes in different configurations): the
     # one citing the failure's clause applies.
     entry = next((e for e in matching if e.clause == cited), matching[0] if matching else None)

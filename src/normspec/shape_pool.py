@@ -22,7 +22,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from normspec.registry import OPS
+from normspec.registry import OPS, slice_ids
 
 SIZES = {"ci": 32, "dev": 64, "thorough": 256}
 _MAX_ELEMENTS = 4096  # spatial extent at most _MAX_ELEMENTS // 40 (a shape has at most 16384 elements)
@@ -90,16 +90,8 @@ def sample(rng, op: str, channel_axis: int, min_reduction: int) -> tuple:
 
 
 def reduction_length(op: str, shape: tuple, attrs: dict, channel_axis: int) -> int:
-    """Elements in one slice (the N of the error model)."""
-    if op in ("layer_norm", "rms_norm"):
-        return int(np.prod(attrs["normalized_shape"]))
-    axis = channel_axis % len(shape)
-    spatial = int(np.prod([d for i, d in enumerate(shape) if i not in (0, axis)]))
-    if op == "batch_norm":
-        return spatial * shape[0]
-    if op == "group_norm":
-        return spatial * shape[axis] // attrs["num_groups"]
-    return spatial
+    """Elements in one slice (the N of the error model), from the suite's one slice geometry."""
+    return int(np.bincount(slice_ids(op, shape, attrs, channel_axis).ravel()).max())
 
 
 def coverage(op: str, shape: tuple, attrs: dict, channel_axis: int) -> frozenset:
