@@ -288,3 +288,42 @@ def test_ci_examples_do_not_depend_on_the_node_id_or_the_device():
     assert here == installed
     assert example_seed(_item("x", dtype="float64")) != here
     assert example_seed(_item("x", family="large_offset")) != here
+
+
+def test_examples_do_not_depend_on_the_modules_imported(tmp_path, monkeypatch):
+    """Hypothesis draws some integers and floats from the literals of imported "local"
+    modules; the plugin turns that off (without_local_constants), so a run draws the same
+    examples whichever adapters it imports and whether normspec is a checkout or a wheel."""
+    import importlib
+
+    from hypothesis import given, settings, strategies as st
+    from hypothesis.internal.conjecture import providers
+
+    from normspec import pytest_plugin
+
+    assert hasattr(providers, "_get_local_constants"), (
+        "Hypothesis no longer has providers._get_local_constants: check how it draws constants now and "
+        "update normspec.pytest_plugin.without_local_constants")
+    drawn = []
+
+    @settings(max_examples=300, derandomize=True, database=None)
+    @given(st.integers(0, 2**32 - 1))
+    def draw(value):
+        drawn.append(value)
+
+    def run(hook):
+        monkeypatch.setattr(providers, "_get_local_constants", hook)
+        providers.CONSTANTS_CACHE.cache.clear()
+        drawn.clear()
+        draw()
+        return list(drawn)
+
+    pytest_plugin.without_local_constants()
+    suppressed, hypothesis_own = providers._get_local_constants, pytest_plugin.HYPOTHESIS_LOCAL_CONSTANTS
+    before, own_before = run(suppressed), run(hypothesis_own)
+    (tmp_path / "normspec_constants_probe.py").write_text(
+        "PROBE = (" + ", ".join(str(7_000_003 + 17 * i) for i in range(500)) + ")\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.import_module("normspec_constants_probe")
+    assert run(hypothesis_own) != own_before, "the probe module should change Hypothesis's own draws"
+    assert run(suppressed) == before
