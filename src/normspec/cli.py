@@ -133,7 +133,7 @@ def _bench(args) -> int:
         misses = sum(v for k, v in timing.items() if k.endswith("cache_misses"))
         hit_rate = f"{hits / (hits + misses):.0%}" if hits + misses else "-"
         loads = sum(v for k, v in timing.items() if k.endswith("persistent_loads"))
-        from_disk = f"{loads / hits:.0%}" if hits + misses and hits else "-"
+        from_disk = f"{loads / hits:.0%}" if hits else "-"
         result = {0: "conforms", 1: "non-conformance", 2: "usage error"}.get(status, str(status))
         print(f"{target:<20} {wall:7.1f} {examples:8.0f} {examples / wall:6.1f} {calls:7.0f} {per_call * 1e6:8.1f} "
               f"{per_example * 1e6:11.0f} {per_example / floor if floor else float('nan'):6.1f} {hit_rate:>9} {from_disk:>9}  {result}")
