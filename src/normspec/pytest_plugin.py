@@ -343,7 +343,7 @@ def pytest_runtest_logreport(report):
 
 def _params_from_id(state, nodeid: str) -> dict:
     """adapter, op, dtype, device parsed from a test ID such as test_x[torch-layer_norm-float32-cpu]."""
-    test_id = nodeid.split("@")[0].rsplit("[", 1)[-1].rstrip("]")  # xdist loadgroup appends @group
+    test_id = nodeid.rsplit("[", 1)[-1].rstrip("]")
     for adapter in sorted(state.adapters, key=lambda a: -len(a.id)):
         if test_id.startswith(adapter.id + "-"):
             rest = test_id[len(adapter.id) + 1:].split("-")
