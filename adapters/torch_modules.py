@@ -6,9 +6,12 @@ in float16, bfloat16, float32 and float64. `torch-channels-last` runs the same m
 with 4-D and 5-D inputs (and the module) in torch.channels_last / channels_last_3d
 memory format; the logical layout stays (N, C, ...).
 
-Checked against torch 2.13.0 (CPU build).
+Checked against torch 2.13.0 (CPU build) and torch 2.11.0+cu130 (CUDA, on an H200).
 """
 from __future__ import annotations
+
+import functools
+import inspect
 
 import ml_dtypes
 import numpy as np
@@ -39,6 +42,20 @@ def _affine_flags(weight, bias):
     """(affine, bias) constructor flags. torch has bias=False but no weight-less affine
     layer: with a bias alone the weight is kept at its initial ones, which is the same map."""
     return weight is not None or bias is not None, bias is not None
+
+
+@functools.lru_cache(maxsize=None)
+def _takes_bias(cls) -> bool:
+    return "bias" in inspect.signature(cls.__init__).parameters
+
+
+def _constructor_kwargs(cls, kwargs):
+    """kwargs less `bias` where cls has no such argument (BatchNorm, GroupNorm and
+    InstanceNorm gained it after torch 2.11). Its default is a bias initialised to zeros
+    and left so (no value is copied into it), which is the same map as no bias."""
+    if "bias" in kwargs and not _takes_bias(cls):
+        return {name: value for name, value in kwargs.items() if name != "bias"}
+    return kwargs
 
 
 def _by_rank(classes, ndim):
@@ -82,7 +99,8 @@ class TorchAdapter(Adapter):
     def _build(self, cls, args, kwargs, params, dtype, device):
         """cls(*args, **kwargs) moved to the test's dtype and device, loaded with `params`
         (name -> array or None; None keeps the module's own initial value)."""
-        module = cls(*args, **kwargs).to(device=device, dtype=_TORCH_DTYPES[np.dtype(dtype).name])
+        module = cls(*args, **_constructor_kwargs(cls, kwargs))
+        module = module.to(device=device, dtype=_TORCH_DTYPES[np.dtype(dtype).name])
         with torch.no_grad():
             for name, value in params.items():
                 if value is not None:

@@ -16,8 +16,8 @@ import numpy as np
 class NonConformance(AssertionError):
     """An implementation under test disagrees with the clause `clause`; `context` says where."""
 
-    def __init__(self, clause: str, message: str, context: "Context | None" = None):
-        self.clause, self.context = clause, context
+    def __init__(self, clause: str, message: str, context: "Context | None" = None, worst: tuple | None = None):
+        self.clause, self.context, self.worst = clause, context, worst  # worst: index of the worst element
         super().__init__(f"{clause} violated: {message}")
 
 
@@ -35,11 +35,11 @@ class Context:
     def header(self, what: str) -> str:
         return f"{self.adapter} {self.op} {what}, input shape {self.shape}, {self.dtype}, {self.device}"
 
-    def fail(self, clause: str, what: str, detail: str):
+    def fail(self, clause: str, what: str, detail: str, worst: tuple | None = None):
         from normspec.failures import repro_snippet
         snippet = repro_snippet(self.adapter, self.case, self.device) if self.case is not None else (
             f"normspec check {self.adapter} --ops {self.op} --dtypes {self.dtype} --devices {self.device}")
-        raise NonConformance(clause, f"{self.header(what)}\n  {detail}\n  reproduce:\n{_indent(snippet)}", self)
+        raise NonConformance(clause, f"{self.header(what)}\n  {detail}\n  reproduce:\n{_indent(snippet)}", self, worst)
 
 
 CALL_TIMEOUT_S = 60.0  # set by the plugin's --call-timeout
@@ -151,5 +151,5 @@ def assert_within(observed, expected, bound, *, clause: str, context: Context, w
         detail = (f"worst element {list(index)}: observed {o:.9g}, expected {e:.9g} "
                   f"(|error| {abs(o - e):.3g} > bound {b:.3g}, {abs(o - e) / b if b else np.inf:.3g}x the bound)")
     detail += f"\n  elements outside the bound: {int(bad.sum())} of {bad.size}"
-    context.fail(clause, what, detail)
+    context.fail(clause, what, detail, worst=index)
 
