@@ -35,7 +35,7 @@ def records(report_dir, **where):
 # Adapters with one fault each, in layer_norm unless the fault needs another op; the rest is
 # the conforming example kernel.
 FAULTY = '''
-import os, time
+import dataclasses, os, time
 import numpy as np
 from welford_kernel import WelfordKernel
 
@@ -69,6 +69,15 @@ class Aborts(WelfordKernel):
     def layer_norm(self, x, **kwargs):
         os.abort()
 
+class OffOnCuda(WelfordKernel):  # a "GPU" that is the CPU kernel scaled by 1.001
+    id = "off-on-cuda"
+    capabilities = dataclasses.replace(WelfordKernel.capabilities, devices=("cpu", "cuda"))
+    def device_status(self):
+        return {"cpu": None, "cuda": None}
+    def layer_norm(self, x, *, device, **kwargs):
+        y = super().layer_norm(x, device="cpu", **kwargs)
+        return (y * np.float32(1.001)).astype(y.dtype) if device == "cuda" else y
+
 class Sleeps(WelfordKernel):  # in BatchNorm's single-value test, which Hypothesis does not shrink
     id = "sleeps"
     def batch_norm(self, x, **kwargs):
@@ -86,6 +95,8 @@ FAULTS = {
     # A crash ends the worker; a new one runs the rest, so rms_norm still has results.
     "Aborts": (["--ops", "layer_norm,rms_norm", "--", "-k", "forward_matches or exact_statistics"], "layer_norm",
                "crashed"),
+    # The device test holds CUDA to the reference and quotes the CPU's output of the same case.
+    "OffOnCuda": (["--ops", "layer_norm", "--", "-k", "cuda_meets"], "layer_norm", "the cpu output of this case at"),
     "Sleeps": (["--ops", "batch_norm,layer_norm", "--call-timeout", "0.5", "--",
                 "-k", "single_value_channel or (forward_matches and layer_norm)"], "batch_norm",
                "did not return within 0.5 s"),
