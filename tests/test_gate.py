@@ -78,6 +78,11 @@ class OffOnCuda(WelfordKernel):  # a "GPU" that is the CPU kernel scaled by 1.00
         y = super().layer_norm(x, device="cpu", **kwargs)
         return (y * np.float32(1.001)).astype(y.dtype) if device == "cuda" else y
 
+class EnvironmentProbe(WelfordKernel):  # reports what `--workers` put in its environment
+    id = "environment-probe"
+    def framework_version(self):
+        return f"XLA_PYTHON_CLIENT_PREALLOCATE={os.environ.get('XLA_PYTHON_CLIENT_PREALLOCATE')}"
+
 class Sleeps(WelfordKernel):  # in BatchNorm's single-value test, which Hypothesis does not shrink
     id = "sleeps"
     def batch_norm(self, x, **kwargs):
@@ -142,6 +147,8 @@ def runs(tmp_path_factory):
                          root / "intermittent.toml", "--", "-k", "exact_statistics"],
         "two-entries": ["eps_outside_kernel:EpsOutside", *NARROW, "--expectations", root / "two-entries.toml",
                         "--", "-k", "exact_statistics"],
+        "workers": ["faulty:EnvironmentProbe", "--ops", "layer_norm", *NARROW, "--workers", "2", "--",
+                    "-k", "forward_matches"],
     }
     for fault, (selection, _, _) in FAULTS.items():
         plans[fault] = [f"faulty:{fault}", *NARROW, *(selection or DEFAULT_SELECTION)]
@@ -281,6 +288,15 @@ def test_faulty_adapter_fails_with_a_complete_report(runs, fault):
     assert all(r["status"] == "pass" for r in others)
     if fault in ("Aborts", "Sleeps"):  # the run went on past the crash or the hang
         assert others
+
+
+def test_workers_keep_jax_from_claiming_the_gpu(runs):
+    """--workers N: each JAX process would otherwise preallocate 75% of a GPU's memory."""
+    completed, report = runs["workers"]
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr
+    expected = os.environ.get("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # a value the user set is kept
+    adapters = json.loads((report / "report.json").read_text())["adapters"]
+    assert adapters[0]["framework"] == f"XLA_PYTHON_CLIENT_PREALLOCATE={expected}", adapters
 
 
 def _item(nodeid, **params):

@@ -84,6 +84,10 @@ def _check(args, extra: list, quiet: bool = False) -> int:
         # Workers that each start one thread per core oversubscribe the machine: on 2 cores,
         # `--workers 2` ran torch's calls 14 times slower and the check 1.7 times slower than one worker.
         environment["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // args.workers))
+    if args.workers > 1:
+        # JAX claims 75% of a GPU's memory per process unless told not to: a second worker would
+        # find the GPU full. Allocating on demand changes no result.
+        environment.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     completed = subprocess.run(command + extra, env=environment, stdout=subprocess.DEVNULL if quiet else None,
                                stderr=subprocess.DEVNULL if quiet else None)
     if completed.returncode not in (0, 1, 5):
