@@ -25,6 +25,15 @@ def compute_roundoff(input_dtype) -> float:
     return max(unit_roundoff(np.float64), min(unit_roundoff(input_dtype), _FLOAT32_U))
 
 
+def smallest_subnormal(dtype) -> float:
+    return float(ml_dtypes.finfo(np.dtype(dtype)).smallest_subnormal)
+
+
+def compute_subnormal(input_dtype) -> float:
+    """tau of NUM-1.1: the smallest subnormal of the compute precision (NUM-2.1)."""
+    return smallest_subnormal(np.float64 if np.dtype(input_dtype) == np.float64 else np.float32)
+
+
 def statistics_error(n: int, u: float, *, exact_statistics: bool) -> float:
     """epsilon_stat of NUM-1.1 and NUM-1.4: the relative budget for reduced quantities."""
     return 4 * u if exact_statistics else (n + 4) * u
@@ -39,7 +48,7 @@ def output_bound(steps: Steps, output: np.ndarray, weight, bias, *, input_dtype,
     """
     u = compute_roundoff(input_dtype)
     u_out = unit_roundoff(input_dtype)
-    tiny_out = float(ml_dtypes.finfo(np.dtype(input_dtype)).smallest_subnormal)
+    tiny, tiny_out = compute_subnormal(input_dtype), smallest_subnormal(input_dtype)
     eps_stat = statistics_error(steps.reduction_length, u, exact_statistics=exact_statistics)
     kappa = steps.conditioning
     x_hat = np.abs(steps.normalized)
@@ -47,7 +56,9 @@ def output_bound(steps: Steps, output: np.ndarray, weight, bias, *, input_dtype,
     gamma = 1.0 if weight is None else np.abs(weight)
     beta = 0.0 if bias is None else np.abs(bias)
     with np.errstate(invalid="ignore", over="ignore"):
-        return gamma * error_x_hat + 2 * u * (gamma * x_hat + beta) + u_out * np.abs(output) + tiny_out / 2
+        underflow = tiny / 2 * (gamma * (np.abs(steps.inverse_std) + 1) + 1)  # products in the subnormal range
+        return (gamma * error_x_hat + 2 * u * (gamma * x_hat + beta) + u_out * np.abs(output) + underflow
+                + tiny_out / 2)
 
 
 def running_bound(*, alpha: float, old, batch_statistic, new, batch_error, input_dtype) -> np.ndarray:
@@ -59,7 +70,7 @@ def running_bound(*, alpha: float, old, batch_statistic, new, batch_error, input
     u_out = unit_roundoff(input_dtype)
     with np.errstate(invalid="ignore"):  # non-finite statistics (NUM-4.3) are compared exactly, not by this bound
         return (alpha * batch_error + 3 * u * (np.abs((1 - alpha) * old) + np.abs(alpha * batch_statistic))
-                + u_out * np.abs(new))
+                + u_out * np.abs(new) + compute_subnormal(input_dtype) + smallest_subnormal(input_dtype) / 2)
 
 
 def batch_statistic_errors(steps: Steps, *, input_dtype, exact_statistics: bool = False):
