@@ -5,10 +5,12 @@ One kill run (`python -m normspec.zoo kill`) serves the module; it runs in worke
 processes, so this session's pytest and Hypothesis settings are untouched.
 """
 import io
+from pathlib import Path
 
 import pytest
 
 from normspec import clauses
+from normspec.cases import Case, run_case
 from normspec.zoo import MUTANTS, Mutant, runner
 from normspec.zoo.__main__ import print_kill_matrix
 from normspec.zoo.correct import CORRECT
@@ -78,8 +80,5 @@ FALSE_ALARMS = {
 
 @pytest.mark.parametrize("name", FALSE_ALARMS)
 def test_correct_implementations_pass_the_former_false_alarms(name):
-    from pathlib import Path
-
-    from normspec.cases import Case, run_case
     implementation = next(cls for cls in CORRECT if cls.id == FALSE_ALARMS[name])()
     run_case(implementation, Case.load(str(Path(__file__).parent / "false_alarms" / name)), "cpu")
