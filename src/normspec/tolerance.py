@@ -165,7 +165,7 @@ def _rounding(exact, dtype):
     """u_out |value| + tau_out / 2: one rounding to the gradient's dtype (0 for an absent gradient)."""
     if exact is None:
         return 0.0
-    return unit_roundoff(dtype) * np.abs(exact) + float(ml_dtypes.finfo(np.dtype(dtype)).smallest_subnormal) / 2
+    return unit_roundoff(dtype) * np.abs(exact) + smallest_subnormal(dtype) / 2
 
 
 # The reference VJP (reference/_vjp.py) takes x_hat and r from the forward reference (each
