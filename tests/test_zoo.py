@@ -82,3 +82,16 @@ FALSE_ALARMS = {
 def test_correct_implementations_pass_the_former_false_alarms(name):
     implementation = next(cls for cls in CORRECT if cls.id == FALSE_ALARMS[name])()
     run_case(implementation, Case.load(str(Path(__file__).parent / "false_alarms" / name)), "cpu")
+
+
+def test_a_sweep_split_into_test_files_runs_the_same_examples(tmp_path):
+    """The false-alarm sweep runs each seed's test files as separate sessions (so that many
+    cores finish a seed sooner); that is sound only if the examples do not depend on the
+    split: one session and the per-file sessions must run the same examples and tests."""
+    target, options = "normspec.zoo.correct:TwoPassKernel", ("--ops", "rms_norm", "--examples", "8")
+    whole = runner.run_session([target], profile="dev", seed=3, options=options, workdir=str(tmp_path))
+    split, = runner.false_alarms([target], [3], profile="dev", jobs=1, options=options, workdir=str(tmp_path))
+    assert whole["exit_code"] == 0 and split["exit_code"] == 0, (whole["output"], split["output"])
+    assert split["examples"] == whole["examples"] > 0
+    assert split["counts"] == {"pass": len(whole["records"])}
+    assert set(split["parts"]) == set(runner.suite_parts())

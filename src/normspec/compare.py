@@ -16,9 +16,16 @@ import numpy as np
 class NonConformance(AssertionError):
     """An implementation under test disagrees with the clause `clause`; `context` says where."""
 
-    def __init__(self, clause: str, message: str, context: "Context | None" = None, worst: tuple | None = None):
-        self.clause, self.context, self.worst = clause, context, worst  # worst: index of the worst element
-        super().__init__(f"{clause} violated: {message}")
+    def __init__(self, clause: str, message: str, context: "Context | None" = None, worst: tuple | None = None,
+                 reproduce: str = ""):
+        # worst: index of the worst element; reproduce: the snippet that ends the message
+        self.clause, self.context, self.worst, self.reproduce = clause, context, worst, reproduce
+        self.detail = message
+        super().__init__(f"{clause} violated: {message}" + (f"\n  reproduce:\n{_indent(reproduce)}" if reproduce else ""))
+
+    def with_evidence(self, line: str) -> "NonConformance":
+        """The same failure with one more line of evidence, above the reproduction snippet."""
+        return NonConformance(self.clause, f"{self.detail}\n  {line}", self.context, self.worst, self.reproduce)
 
 
 @dataclass
@@ -39,7 +46,7 @@ class Context:
         from normspec.failures import repro_snippet
         snippet = repro_snippet(self.adapter, self.case, self.device) if self.case is not None else (
             f"normspec check {self.adapter} --ops {self.op} --dtypes {self.dtype} --devices {self.device}")
-        raise NonConformance(clause, f"{self.header(what)}\n  {detail}\n  reproduce:\n{_indent(snippet)}", self, worst)
+        raise NonConformance(clause, f"{self.header(what)}\n  {detail}", self, worst, reproduce=snippet)
 
 
 CALL_TIMEOUT_S = 60.0  # set by the plugin's --call-timeout

@@ -36,7 +36,4 @@ def test_cuda_meets_the_reference_on_a_cpu_case(adapter, op, dtype, device, data
     try:
         run_case(adapter, case, "cuda")
     except NonConformance as failure:
-        message = str(failure).split(" violated: ", 1)[1]
-        head, reproduce = message.split("\n  reproduce:", 1) if "\n  reproduce:" in message else (message, "")
-        message = f"{head}\n  {_cpu_line(adapter, case, failure)}" + (f"\n  reproduce:{reproduce}" if reproduce else "")
-        raise NonConformance(failure.clause, message, failure.context, failure.worst) from None
+        raise failure.with_evidence(_cpu_line(adapter, case, failure)) from None

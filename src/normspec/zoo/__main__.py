@@ -134,15 +134,32 @@ def _false_alarms(args) -> int:
 
     def report(result):
         print(f"seed {result['seed']:>4}: {result['counts'].get('pass', 0)} pass, {len(result['failures'])} fail, "
-              f"{result['examples']} examples, {result['seconds']:.0f} s"
+              f"{result['examples']} examples, {result['seconds']:.0f} s in sessions"
               + (f"  (pytest exit {result['exit_code']})" if result["exit_code"] not in (0, 1) else ""), flush=True)
         if result["output"]:
             print("  " + "\n  ".join(result["output"].splitlines()[-10:]), flush=True)
+        for failure in result["failures"]:  # now, so that a run cut short still shows them
+            print("  " + "\n  ".join(failure["message"].splitlines()[:14]), flush=True)
 
-    started = time.perf_counter()
-    results = runner.false_alarms([CORRECT_TARGETS[n] for n in names], seeds, profile=args.profile, jobs=args.jobs,
-                                  options=options, workdir=args.workdir, on_result=report)
-    seconds = time.perf_counter() - started
+    started, finished = time.perf_counter(), []
+
+    def on_result(result):
+        finished.append(result)
+        report(result)
+
+    try:
+        runner.false_alarms([CORRECT_TARGETS[n] for n in names], seeds, profile=args.profile, jobs=args.jobs,
+                            options=options, workdir=args.workdir, on_result=on_result)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: {len(finished)} of {len(seeds)} seeds finished; the figures below are theirs",
+              flush=True)
+        _sweep_summary(sorted(finished, key=lambda r: r["seed"]), names, args, time.perf_counter() - started)
+        return 130
+    return _sweep_summary(sorted(finished, key=lambda r: r["seed"]), names, args, time.perf_counter() - started)
+
+
+def _sweep_summary(results: list, names: list, args, seconds: float) -> int:
+    """Print (and with --json, write) the sweep's figures; the exit status."""
     total = defaultdict(int)
     groups = defaultdict(list)
     for result in results:
@@ -197,7 +214,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
-    return {"list": _list, "kill": _kill, "false-alarms": _false_alarms}[args.command](args)
+    try:
+        return {"list": _list, "kill": _kill, "false-alarms": _false_alarms}[args.command](args)
+    except KeyboardInterrupt:  # false-alarms prints what finished; kill has no partial matrix
+        print("\ninterrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

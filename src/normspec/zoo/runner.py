@@ -19,6 +19,7 @@ import contextlib
 import io
 import multiprocessing
 import os
+import signal
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -190,8 +191,25 @@ def _confirm(cls, record: dict, workdir) -> str:
     return f"base {base.id} also fails: {failed[0]['failed_clause'] if failed else results}"
 
 
-def _pool(jobs: int) -> ProcessPoolExecutor:
-    return ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
+def _ignore_interrupts() -> None:
+    """Worker initializer: Ctrl-C reaches the whole process group; the parent alone handles it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextlib.contextmanager
+def _pool(jobs: int):
+    """A pool of `jobs` spawned workers that ignore SIGINT: on Ctrl-C (or any error) in the
+    parent they are stopped at once, rather than waited for, and the exception goes on."""
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_ignore_interrupts)
+    try:
+        yield pool
+    except BaseException:
+        for process in list((pool._processes or {}).values()):  # no public way to stop running workers
+            process.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
 
 
 def kill(names=None, *, jobs: int | None = None, maxfail: int = 1, confirm: bool = True, shrink: bool = False) -> list:
@@ -210,9 +228,12 @@ def kill(names=None, *, jobs: int | None = None, maxfail: int = 1, confirm: bool
 
 # ---------------------------------------------------------------- false alarms
 
-def sweep_one(targets: list, seed: int, profile: str, options=(), workdir: str | None = None) -> dict:
-    """Every test of the suite on the correct implementations under one Hypothesis seed."""
-    session = run_session(targets, profile=profile, seed=seed, options=options, workdir=workdir)
+def sweep_one(targets: list, seed: int, profile: str, options=(), workdir: str | None = None,
+              part: str | None = None) -> dict:
+    """The suite's tests (of the test file `part` only, if given) on the correct
+    implementations under one Hypothesis seed."""
+    select = [str(SUITE / part)] if part else None
+    session = run_session(targets, profile=profile, seed=seed, options=options, workdir=workdir, select=select)
     failures = [dict(seed=seed, adapter=r.get("adapter"), test=r.get("test"), op=r.get("op"), dtype=r.get("dtype"),
                      clause=r.get("failed_clause"), nodeid=r.get("nodeid"), message=r.get("message", ""))
                 for r in session["records"] if r["status"] == "fail"]
@@ -224,18 +245,55 @@ def sweep_one(targets: list, seed: int, profile: str, options=(), workdir: str |
             "output": session["output"][-3000:] if session["exit_code"] not in (0, 1) else ""}
 
 
+def suite_parts() -> list:
+    """The conformance suite's test files: the unit of work of a sweep. Hypothesis seeds
+    each test from the global seed alone and the shape pools are fixed, so a seed's
+    examples are the same whether its tests run in one session or one per file."""
+    return sorted(entry.name for entry in SUITE.iterdir()
+                  if entry.name.startswith("test_") and entry.name.endswith(".py"))
+
+
+def _merge(seed: int, by_part: dict) -> dict:
+    """One seed's result from the results of its parts (test file -> sweep_one result)."""
+    parts = list(by_part.values())
+    counts = {}
+    for part in parts:
+        for status, count in part["counts"].items():
+            counts[status] = counts.get(status, 0) + count
+    # A file whose tests the options deselect exits 5 (no tests); only all of them is an error.
+    ran = [p for p in parts if p["exit_code"] != 5] or parts[:1]
+    failed = [p for p in ran if p["exit_code"] not in (0, 1)]
+    return {"seed": seed, "exit_code": failed[0]["exit_code"] if failed else max(p["exit_code"] for p in ran),
+            "counts": counts, "failures": [f for p in parts for f in p["failures"]],
+            "examples": sum(p["examples"] for p in parts), "seconds": sum(p["seconds"] for p in parts),
+            "output": "\n".join(p["output"] for p in failed),
+            "parts": {name: {"seconds": round(p["seconds"], 1), "examples": p["examples"]}
+                      for name, p in sorted(by_part.items())}}
+
+
 def false_alarms(targets: list, seeds, *, profile: str, jobs: int | None = None, options=(),
                  workdir: str = "normspec-zoo-false-alarms", on_result=None) -> list:
-    """sweep_one for every seed, over `jobs` worker processes, in seed order. A failing case
-    too large to print is saved under `workdir`/failures (kept: the repro snippets name it).
-    on_result(result) is called as each seed finishes."""
-    seeds = list(seeds)
-    jobs = max(1, min(jobs or os.cpu_count() or 1, len(seeds)))
+    """sweep_one for every seed, in seed order; each seed's test files run as separate
+    sessions over `jobs` worker processes, so that many cores finish a few seeds sooner.
+    "seconds" of a seed is the sum of its sessions' wall times; "parts" gives each file's.
+    A failing case too large to print is saved under `workdir`/failures (kept: the repro
+    snippets name it). on_result(result) is called as each seed finishes. On
+    KeyboardInterrupt the workers are stopped at once and the interrupt is raised again:
+    the seeds finished by then have been passed to on_result."""
+    seeds, parts = list(seeds), suite_parts()
+    jobs = max(1, min(jobs or os.cpu_count() or 1, len(seeds) * len(parts)))
     workdir = os.path.abspath(workdir)
     os.makedirs(workdir, exist_ok=True)
+    done = {seed: {} for seed in seeds}
+    results = {}
     with _pool(jobs) as pool:
-        futures = [pool.submit(sweep_one, targets, seed, profile, tuple(options), workdir) for seed in seeds]
-        if on_result is not None:
-            for future in as_completed(futures):
-                on_result(future.result())
-        return [future.result() for future in futures]
+        futures = {pool.submit(sweep_one, targets, seed, profile, tuple(options), workdir, part): (seed, part)
+                   for seed in seeds for part in parts}
+        for future in as_completed(futures):
+            seed, part = futures[future]
+            done[seed][part] = future.result()
+            if len(done[seed]) == len(parts):
+                results[seed] = _merge(seed, done[seed])
+                if on_result is not None:
+                    on_result(results[seed])
+    return [results[seed] for seed in seeds]
