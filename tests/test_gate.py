@@ -218,6 +218,14 @@ def test_expectations_file_turns_the_finding_into_an_expected_failure(runs):
     assert "eps_outside_expectations.toml" in record["message"]
 
 
+def test_the_example_expectations_cover_the_whole_default_run(tmp_path):
+    """examples/README.md's third command: the deviating kernel with its expectations file
+    passes the whole ci profile (exit 0): every failure is listed, every entry still fails."""
+    completed = gate("eps_outside_kernel:EpsOutside", "--expectations", EXAMPLES / "eps_outside_expectations.toml",
+                     cwd=tmp_path)
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr
+
+
 def test_expectation_that_no_longer_fails_fails_the_gate(runs):
     completed, report = runs["stale"]
     assert completed.returncode == 1

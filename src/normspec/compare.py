@@ -117,7 +117,7 @@ def check_array(observed, *, shape: tuple, dtype, context: Context, what: str = 
 
 def assert_within(observed, expected, bound, *, clause: str, context: Context, what: str = "output",
                   dtype=None, nonfinite_clause: str | None = None, nan_allowed=None,
-                  propagation_clause: str | None = None) -> None:
+                  nonfinite_allowed=None, propagation_clause: str | None = None) -> None:
     """Every element of `observed` is within `bound` of `expected` (float64 arrays of one shape).
 
     Where `expected` is NaN, `observed` must be NaN; where it is infinite, equal (NUM-4).
@@ -129,7 +129,8 @@ def assert_within(observed, expected, bound, *, clause: str, context: Context, w
     back cites `nonfinite_clause` (default `clause`), and one where NaN or Inf was
     expected cites NUM-4.1 or NUM-4.2 (or `propagation_clause`, e.g. NUM-4.3 for non-finite
     parameters). Where the boolean mask `nan_allowed` is set, NaN is accepted too (a rule
-    such as NUM-4.2's "beta or NaN").
+    such as NUM-4.2's "beta or NaN"); where `nonfinite_allowed` is set, NaN or either
+    infinity (NUM-4.3's infinite gamma times a normalized value that may round to 0).
     """
     observed = np.asarray(observed, dtype=np.float64)
     expected = np.asarray(expected, dtype=np.float64)
@@ -144,6 +145,8 @@ def assert_within(observed, expected, bound, *, clause: str, context: Context, w
             bad &= observed != expected.astype(dtype).astype(np.float64)
         if nan_allowed is not None:
             bad &= ~(nan_allowed & np.isnan(observed))
+        if nonfinite_allowed is not None:
+            bad &= ~(nonfinite_allowed & ~np.isfinite(observed))
     if not bad.any():
         return
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -34,13 +34,21 @@ def compute_subnormal(input_dtype) -> float:
     return smallest_subnormal(np.float64 if np.dtype(input_dtype) == np.float64 else np.float32)
 
 
-def statistics_error(n: int, u: float, *, exact_statistics: bool) -> float:
-    """epsilon_stat of NUM-1.1 and NUM-1.4: the relative budget for reduced quantities."""
-    return 4 * u if exact_statistics else (n + 4) * u
+def statistics_error(n: int, u: float) -> float:
+    """epsilon_stat of NUM-1.1: the relative budget for reduced quantities, for every slice,
+    exact-statistics ones too (NUM-1.4)."""
+    return (n + 4) * u
 
 
-def output_bound(steps: Steps, output: np.ndarray, weight, bias, *, input_dtype,
-                 exact_statistics: bool = False) -> np.ndarray:
+def normalized_error(steps: Steps, *, input_dtype) -> np.ndarray:
+    """e_x_hat of NUM-1.1: how far a computed normalized value may be from the exact one."""
+    u = compute_roundoff(input_dtype)
+    eps_stat = statistics_error(steps.reduction_length, u)
+    kappa = steps.conditioning
+    return eps_stat * kappa + np.abs(steps.normalized) * (0.5 * eps_stat * (1 + kappa) + 3 * u)
+
+
+def output_bound(steps: Steps, output: np.ndarray, weight, bias, *, input_dtype) -> np.ndarray:
     """NUM-1.1: the largest error allowed for each output element.
 
     `steps` and `output` are the reference's float64 values (exact=True) in the
@@ -49,10 +57,8 @@ def output_bound(steps: Steps, output: np.ndarray, weight, bias, *, input_dtype,
     u = compute_roundoff(input_dtype)
     u_out = unit_roundoff(input_dtype)
     tiny, tiny_out = compute_subnormal(input_dtype), smallest_subnormal(input_dtype)
-    eps_stat = statistics_error(steps.reduction_length, u, exact_statistics=exact_statistics)
-    kappa = steps.conditioning
+    error_x_hat = normalized_error(steps, input_dtype=input_dtype)
     x_hat = np.abs(steps.normalized)
-    error_x_hat = eps_stat * kappa + x_hat * (0.5 * eps_stat * (1 + kappa) + 3 * u)
     gamma = 1.0 if weight is None else np.abs(weight)
     beta = 0.0 if bias is None else np.abs(bias)
     with np.errstate(invalid="ignore", over="ignore"):
@@ -73,13 +79,16 @@ def running_bound(*, alpha: float, old, batch_statistic, new, batch_error, input
                 + u_out * np.abs(new) + compute_subnormal(input_dtype) + smallest_subnormal(input_dtype) / 2)
 
 
-def batch_statistic_errors(steps: Steps, *, input_dtype, exact_statistics: bool = False):
-    """delta_mu and delta_sigma^2 of NUM-1.5 for per-slice Steps (rows = slices)."""
+def batch_statistic_errors(steps: Steps, *, input_dtype):
+    """delta_mu and delta_sigma^2 of NUM-1.5 (before the estimator factor f and the f delta_mu^2
+    term) for per-slice Steps (rows = slices): eps_stat kappa sqrt(sigma^2 + eps), and
+    (eps_stat + 2u) sigma^2 + eps_stat mean|x| sigma, the spread sigma without eps."""
     u = compute_roundoff(input_dtype)
-    eps_stat = statistics_error(steps.reduction_length, u, exact_statistics=exact_statistics)
-    kappa = steps.conditioning
-    spread = 1.0 / steps.inverse_std
-    return eps_stat * kappa * spread, (eps_stat * (1 + kappa) + 2 * u)
+    eps_stat = statistics_error(steps.reduction_length, u)
+    mean_abs = steps.conditioning / steps.inverse_std  # mean|x| = kappa sqrt(sigma^2 + eps)
+    variance = steps.variance
+    with np.errstate(invalid="ignore"):
+        return eps_stat * mean_abs, (eps_stat + 2 * u) * variance + eps_stat * mean_abs * np.sqrt(np.maximum(variance, 0))
 
 
 # The reference itself (reference/_steps.py) forms centred values from a two-part mean,
@@ -135,9 +144,9 @@ def vjp_bounds(steps: Steps, dy, weight, gradient: dict, *, slice_ids, parameter
     """
     u = compute_roundoff(input_dtype)
     n = steps.reduction_length
-    eps_n = statistics_error(n, u, exact_statistics=False)
+    eps_n = statistics_error(n, u)
     r, kappa, x_hat = steps.inverse_std, steps.conditioning, np.abs(steps.normalized)
-    error_x_hat = eps_n * kappa + x_hat * (0.5 * eps_n * (1 + kappa) + 3 * u)  # NUM-1.1
+    error_x_hat = normalized_error(steps, input_dtype=input_dtype)  # NUM-1.1
     g = np.abs(_g(dy, weight))
     with np.errstate(invalid="ignore", over="ignore"):
         if frozen:  # GRAD-6.2
