@@ -192,29 +192,31 @@ def _nan_allowed(case: Case, x) -> np.ndarray | None:
 def _infinite_gamma_at_zero(case: Case, steps) -> np.ndarray | None:
     """NUM-4.3: where gamma is infinite and the exact normalized value is within its error
     e_x_hat of 0 (NUM-1.1), the computed one may be 0 or either sign: NaN or +-Inf."""
-    weight = case.params.get("weight")
-    if weight is None or np.isfinite(weight.astype(np.float64)).all():
+    gamma, _ = _affine_parameters(case, steps.normalized.ndim)
+    if gamma is None or np.isfinite(gamma).all():
         return None
-    shape = [1] * steps.normalized.ndim
-    if OPS[case.op].channel_axis:
-        shape[case.channel_axis] = -1
-    gamma = weight.astype(np.float64).reshape(shape) if OPS[case.op].channel_axis else weight.astype(np.float64)
     with np.errstate(invalid="ignore"):
         near_zero = np.abs(steps.normalized) <= tolerance.normalized_error(steps, input_dtype=numpy_dtype(case.dtype))
     return np.broadcast_to(np.isinf(gamma), steps.normalized.shape) & near_zero
 
 
-def output_bound(case: Case, steps, output):
-    """NUM-1.1's bound for the output of one step of `case`, from the reference's Steps."""
-    p = case.params
-    shape = [1] * output.ndim
+def _affine_parameters(case: Case, ndim: int):
+    """weight and bias as float64 arrays that broadcast against the input (None where absent)."""
+    shape = [1] * ndim
     if OPS[case.op].channel_axis:
         shape[case.channel_axis] = -1
-    weight = None if p.get("weight") is None else p["weight"].astype(np.float64)
-    bias = None if p.get("bias") is None else p["bias"].astype(np.float64)
-    if OPS[case.op].channel_axis:
-        weight = None if weight is None else weight.reshape(shape)
-        bias = None if bias is None else bias.reshape(shape)
+
+    def prepared(a):
+        if a is None:
+            return None
+        a = a.astype(np.float64)
+        return a.reshape(shape) if OPS[case.op].channel_axis else a
+    return prepared(case.params.get("weight")), prepared(case.params.get("bias"))
+
+
+def output_bound(case: Case, steps, output):
+    """NUM-1.1's bound for the output of one step of `case`, from the reference's Steps."""
+    weight, bias = _affine_parameters(case, output.ndim)
     return tolerance.output_bound(steps, output, weight, bias, input_dtype=numpy_dtype(case.dtype))
 
 
