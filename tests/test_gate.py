@@ -325,6 +325,23 @@ def test_ci_examples_do_not_depend_on_the_node_id_or_the_device():
     assert example_seed(_item("x", family="large_offset")) != here
 
 
+def test_each_op_and_dtype_runs_together():
+    """The plugin runs the items of one op, dtype and device together (the tests sharing a JIT
+    framework's executables), keeping the collection order within a group and putting the
+    items without an op first."""
+    from types import SimpleNamespace
+
+    from normspec.pytest_plugin import pytest_collection_modifyitems
+    items = [_item(f"{test}[{op}-{dtype}]", op=op, dtype=dtype)
+             for test in ("test_backward", "test_forward") for op in ("rms_norm", "layer_norm")
+             for dtype in ("float32", "float16")]
+    items.insert(3, SimpleNamespace(nodeid="test_spec", callspec=None))
+    pytest_collection_modifyitems(items)
+    assert [item.nodeid for item in items] == ["test_spec"] + [
+        f"{test}[{op}-{dtype}]" for op in ("layer_norm", "rms_norm") for dtype in ("float16", "float32")
+        for test in ("test_backward", "test_forward")]
+
+
 def test_examples_do_not_depend_on_the_modules_imported(tmp_path, monkeypatch):
     """Hypothesis draws some integers and floats from the literals of imported "local"
     modules; the plugin turns that off (without_local_constants), so a run draws the same

@@ -156,6 +156,20 @@ def pytest_generate_tests(metafunc):
     metafunc.parametrize(names, params, ids=ids)
 
 
+def pytest_collection_modifyitems(items):
+    """Run each op and dtype's tests together, a stable sort (test files keep their order
+    within a group; items without an op come first). A JIT framework compiles one executable
+    per input shape and layer structure, which the tests of one op and dtype share: together,
+    they find them in memory, and pytest-xdist's `--dist load` hands each worker runs of
+    consecutive items, so one worker, not both, needs them. The examples do not depend on the
+    order (example_seed; --hypothesis-seed seeds each test on its own)."""
+    def group(item):
+        params = _params(item)
+        return params.get("op", ""), params.get("dtype", ""), params.get("device", "")
+
+    items.sort(key=group)
+
+
 def _params(item) -> dict:
     callspec = getattr(item, "callspec", None)
     if callspec is None:

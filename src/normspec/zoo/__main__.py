@@ -147,15 +147,16 @@ def _false_alarms(args) -> int:
         finished.append(result)
         report(result)
 
+    interrupted = False
     try:
         runner.false_alarms([CORRECT_TARGETS[n] for n in names], seeds, profile=args.profile, jobs=args.jobs,
                             options=options, workdir=args.workdir, on_result=on_result)
     except KeyboardInterrupt:
+        interrupted = True
         print(f"\ninterrupted: {len(finished)} of {len(seeds)} seeds finished; the figures below are theirs",
               flush=True)
-        _sweep_summary(sorted(finished, key=lambda r: r["seed"]), names, args, time.perf_counter() - started)
-        return 130
-    return _sweep_summary(sorted(finished, key=lambda r: r["seed"]), names, args, time.perf_counter() - started)
+    code = _sweep_summary(sorted(finished, key=lambda r: r["seed"]), names, args, time.perf_counter() - started)
+    return 130 if interrupted else code
 
 
 def _sweep_summary(results: list, names: list, args, seconds: float) -> int:
