@@ -14,9 +14,10 @@ shape and layer structure). The suite draws shapes from a fixed pool per op
 reports the hits and misses for `normspec bench`. JAX's persistent compilation cache
 (JAX_COMPILATION_CACHE_DIR=DIR JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0 in the environment;
 the `jax` tox environment sets both) stores each executable once on disk: a process loads it
-instead of compiling again after `release_compiled`, in another pytest-xdist worker, for the
-other Flax API where its HLO is the same, and in every later run of the derandomized ci
-profile. A load is the executable XLA compiled, so the numerics are those of a compile.
+instead of compiling again after `release_compiled`, in another pytest-xdist worker and in
+every later run of the derandomized ci profile (the two Flax APIs lower to different programs
+and share almost none: docs/benchmarks.md). A load is the executable XLA compiled, so the
+numerics are those of a compile.
 
 Every compiled XLA:CPU executable keeps about ten memory mappings of JIT code alive
 while JAX's caches hold it, and a suite run compiles thousands (one per shape drawn):
