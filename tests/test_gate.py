@@ -325,6 +325,20 @@ def test_ci_examples_do_not_depend_on_the_node_id_or_the_device():
     assert example_seed(_item("x", family="large_offset")) != here
 
 
+def test_bench_prints_the_figures_and_the_slowest_tests(tmp_path):
+    """`normspec bench` as a user runs it: one row per adapter with the examples it ran and
+    the verdict, then (--slowest N) the N tests that took longest."""
+    completed = subprocess.run([sys.executable, "-m", "normspec.cli", "bench", "numpy", "--ops", "rms_norm",
+                                *NARROW, "--slowest", "2"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr
+    header, row, title, *slowest = completed.stdout.splitlines()
+    assert header.split()[:3] == ["adapter", "wall", "s"] and "ratio" in header
+    fields = row.split()
+    assert fields[0] == "numpy" and int(fields[2]) > 0 and fields[-1] == "conforms"
+    assert "slowest tests" in title and len(slowest) == 2
+    assert all(line.split()[0].startswith("test_") and "examples" in line for line in slowest)
+
+
 def test_each_op_and_dtype_runs_together():
     """The plugin runs the items of one op, dtype and device together (the tests sharing a JIT
     framework's executables), keeping the collection order within a group and putting the

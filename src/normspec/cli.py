@@ -127,7 +127,8 @@ def _bench(args) -> int:
             status = _check(check, [], quiet=not args.verbose)
             wall = time.perf_counter() - start
             path = os.path.join(directory, "report.json")
-            timing = json.load(open(path)).get("timing", {}).get(_adapter_id(target), {}) if os.path.exists(path) else {}
+            report = json.load(open(path)) if os.path.exists(path) else {}
+            timing = report.get("timing", {}).get(_adapter_id(target), {})
         examples, calls = timing.get("examples", 0), timing.get("calls", 0)
         per_call = timing.get("call_seconds", 0) / calls if calls else float("nan")
         # Time per example counts every worker: N workers sharing the wall time do N times the work.
@@ -141,7 +142,27 @@ def _bench(args) -> int:
         result = {0: "conforms", 1: "non-conformance", 2: "usage error"}.get(status, str(status))
         print(f"{target:<20} {wall:7.1f} {examples:8.0f} {examples / wall:6.1f} {calls:7.0f} {per_call * 1e6:8.1f} "
               f"{per_example * 1e6:11.0f} {per_example / floor if floor else float('nan'):6.1f} {hit_rate:>9} {from_disk:>9}  {result}")
+        if args.slowest:
+            _print_slowest(report.get("results", []), args.slowest)
     return 0
+
+
+def _print_slowest(results: list, count: int) -> None:
+    """The `count` tests that took longest, each summed over its ops, dtypes and devices: wall
+    time (all workers), examples and, for JIT adapters, executables compiled and loaded."""
+    tests = {}
+    for result in results:
+        timing = result.get("timing") or {}
+        total = tests.setdefault(result.get("test") or "?", {"wall": 0.0, "examples": 0, "compiled": 0, "loaded": 0})
+        total["wall"] += timing.get("wall", 0.0)
+        total["examples"] += timing.get("examples", 0)
+        total["compiled"] += sum(v for k, v in timing.items() if k.endswith("cache_misses"))
+        total["loaded"] += sum(v for k, v in timing.items() if k.endswith("persistent_loads"))
+    jit = any(t["compiled"] or t["loaded"] for t in tests.values())
+    print("  slowest tests (summed over ops, dtypes and devices):")
+    for name, total in sorted(tests.items(), key=lambda item: -item[1]["wall"])[:count]:
+        print(f"    {name:<52} {total['wall']:7.1f} s {total['examples']:7.0f} examples"
+              + (f" {total['compiled']:6.0f} compiled {total['loaded']:6.0f} loaded" if jit else ""))
 
 
 def _adapter_id(target: str) -> str:
@@ -188,6 +209,8 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--examples", type=int, help="Hypothesis examples per property")
     bench.add_argument("--workers", type=int, default=1,
                        help="pytest-xdist worker processes per check (default 1); suite/ex counts them all")
+    bench.add_argument("--slowest", type=int, default=0, metavar="N",
+                       help="after each adapter, its N slowest tests with their examples (and JIT compilations)")
     bench.add_argument("--verbose", action="store_true", help="show the checks' own output")
     return parser
 
