@@ -107,6 +107,7 @@ class FlaxAdapter(Adapter):
     """
 
     framework = "flax"
+    compiles_per_shape = True
     conventions = Conventions(
         channel_axis=-1, momentum_weights="old_value", running_var_estimator="biased",
         default_eps={"batch_norm": 1e-5, "layer_norm": 1e-6, "group_norm": 1e-6,

@@ -69,6 +69,9 @@ class Adapter:
     framework: str = ""  # distribution name whose version the report records
     conventions: Conventions = Conventions()
     capabilities: Capabilities = Capabilities()
+    # True for a framework that compiles once per input shape and layer structure (JAX): the
+    # suite then runs each op and dtype's tests together, which share those executables.
+    compiles_per_shape: bool = False
 
     def framework_version(self) -> str:
         try:

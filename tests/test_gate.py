@@ -5,6 +5,7 @@ stays fast; the runs that start the suite go two at a time.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -339,18 +340,22 @@ def test_bench_prints_the_figures_and_the_slowest_tests(tmp_path):
     assert all(line.split()[0].startswith("test_") and "examples" in line for line in slowest)
 
 
-def test_each_op_and_dtype_runs_together():
-    """The plugin runs the items of one op, dtype and device together (the tests sharing a JIT
-    framework's executables), keeping the collection order within a group and putting the
-    items without an op first."""
+def test_each_op_and_dtype_runs_together_for_jit_adapters():
+    """For adapters that compile per shape (the Flax ones), the plugin runs the items of one op,
+    dtype and device together (the tests sharing the executables), keeping the collection
+    order within a group and putting the items without an op first."""
     from types import SimpleNamespace
 
-    from normspec.pytest_plugin import pytest_collection_modifyitems
+    from normspec.adapters import load_adapter
+    from normspec.pytest_plugin import group_by_op_and_dtype
+    assert not load_adapter("numpy").compiles_per_shape
+    if importlib.util.find_spec("flax") is not None:
+        assert load_adapter("flax-linen").compiles_per_shape
     items = [_item(f"{test}[{op}-{dtype}]", op=op, dtype=dtype)
              for test in ("test_backward", "test_forward") for op in ("rms_norm", "layer_norm")
              for dtype in ("float32", "float16")]
     items.insert(3, SimpleNamespace(nodeid="test_spec", callspec=None))
-    pytest_collection_modifyitems(items)
+    group_by_op_and_dtype(items)
     assert [item.nodeid for item in items] == ["test_spec"] + [
         f"{test}[{op}-{dtype}]" for op in ("layer_norm", "rms_norm") for dtype in ("float16", "float32")
         for test in ("test_backward", "test_forward")]

@@ -156,13 +156,22 @@ def pytest_generate_tests(metafunc):
     metafunc.parametrize(names, params, ids=ids)
 
 
-def pytest_collection_modifyitems(items):
-    """Run each op and dtype's tests together, a stable sort (test files keep their order
-    within a group; items without an op come first). A JIT framework compiles one executable
-    per input shape and layer structure, which the tests of one op and dtype share: together,
-    they find them in memory, and pytest-xdist's `--dist load` hands each worker runs of
-    consecutive items, so one worker, not both, needs them. The examples do not depend on the
-    order (example_seed; --hypothesis-seed seeds each test on its own)."""
+def pytest_collection_modifyitems(config, items):
+    """Where an adapter compiles per input shape (Adapter.compiles_per_shape: JAX), run each op
+    and dtype's tests together (group_by_op_and_dtype). Not for the others: torch's check took
+    about 7% longer in that order (docs/benchmarks.md)."""
+    state = config.stash.get(_STATE, None)
+    if state is not None and any(adapter.compiles_per_shape for adapter in state.adapters):
+        group_by_op_and_dtype(items)
+
+
+def group_by_op_and_dtype(items) -> None:
+    """Sort the items by op, dtype and device, stably (test files keep their order within a
+    group; items without an op come first). The tests of one op and dtype share a JIT
+    framework's executables: together, they find them in memory, and pytest-xdist's
+    `--dist load` hands each worker runs of consecutive items, so one worker, not both, needs
+    them. The examples do not depend on the order (example_seed; --hypothesis-seed seeds each
+    test on its own)."""
     def group(item):
         params = _params(item)
         return params.get("op", ""), params.get("dtype", ""), params.get("device", "")
