@@ -22,6 +22,7 @@ from importlib.resources import files
 from normspec import __version__, clauses
 from normspec.adapters import BUILTIN, DTYPES, OPS, load_adapter
 from normspec.errors import UsageError
+from normspec.report import timing_totals
 
 
 def _spec(args) -> int:
@@ -134,10 +135,9 @@ def _bench(args) -> int:
         # Time per example counts every worker: N workers sharing the wall time do N times the work.
         per_example = wall * args.workers / examples if examples else float("nan")
         floor = per_call * calls / examples if examples else float("nan")
-        hits = sum(v for k, v in timing.items() if k.endswith("cache_hits"))
-        misses = sum(v for k, v in timing.items() if k.endswith("cache_misses"))
+        hits, misses = _counter(timing, "cache_hits"), _counter(timing, "cache_misses")
         hit_rate = f"{hits / (hits + misses):.0%}" if hits + misses else "-"
-        loads = sum(v for k, v in timing.items() if k.endswith("persistent_loads"))
+        loads = _counter(timing, "persistent_loads")
         from_disk = f"{loads / hits:.0%}" if hits else "-"
         result = {0: "conforms", 1: "non-conformance", 2: "usage error"}.get(status, str(status))
         print(f"{target:<20} {wall:7.1f} {examples:8.0f} {examples / wall:6.1f} {calls:7.0f} {per_call * 1e6:8.1f} "
@@ -147,22 +147,21 @@ def _bench(args) -> int:
     return 0
 
 
+def _counter(timing: dict, suffix: str) -> float:
+    """The sum of the adapter statistics() counters whose names end in `suffix`."""
+    return sum(value for key, value in timing.items() if key.endswith(suffix))
+
+
 def _print_slowest(results: list, count: int) -> None:
     """The `count` tests that took longest, each summed over its ops, dtypes and devices: wall
     time (all workers), examples and, for JIT adapters, executables compiled and loaded."""
-    tests = {}
-    for result in results:
-        timing = result.get("timing") or {}
-        total = tests.setdefault(result.get("test") or "?", {"wall": 0.0, "examples": 0, "compiled": 0, "loaded": 0})
-        total["wall"] += timing.get("wall", 0.0)
-        total["examples"] += timing.get("examples", 0)
-        total["compiled"] += sum(v for k, v in timing.items() if k.endswith("cache_misses"))
-        total["loaded"] += sum(v for k, v in timing.items() if k.endswith("persistent_loads"))
-    jit = any(t["compiled"] or t["loaded"] for t in tests.values())
+    tests = timing_totals(results, by="test")
+    jit = any(_counter(t, "cache_misses") or _counter(t, "persistent_loads") for t in tests.values())
     print("  slowest tests (summed over ops, dtypes and devices):")
-    for name, total in sorted(tests.items(), key=lambda item: -item[1]["wall"])[:count]:
-        print(f"    {name:<52} {total['wall']:7.1f} s {total['examples']:7.0f} examples"
-              + (f" {total['compiled']:6.0f} compiled {total['loaded']:6.0f} loaded" if jit else ""))
+    for name, total in sorted(tests.items(), key=lambda item: -item[1].get("wall", 0.0))[:count]:
+        print(f"    {name or '?':<52} {total.get('wall', 0.0):7.1f} s {total.get('examples', 0):7.0f} examples"
+              + (f" {_counter(total, 'cache_misses'):6.0f} compiled {_counter(total, 'persistent_loads'):6.0f} loaded"
+                 if jit else ""))
 
 
 def _adapter_id(target: str) -> str:

@@ -59,13 +59,14 @@ def summary_markdown(state) -> str:
     return "\n".join(lines)
 
 
-def timing_totals(results) -> dict:
-    """Per adapter: the sums of the per-test counters (examples, calls, seconds, adapter statistics)."""
+def timing_totals(results, by: str = "adapter") -> dict:
+    """Per value of the result field `by` (adapter, test): the sums of the per-test counters
+    (examples, calls, seconds, wall, adapter statistics)."""
     totals = defaultdict(lambda: defaultdict(float))
     for result in results:
         for key, value in (result.get("timing") or {}).items():
-            totals[result.get("adapter")][key] += value
-    return {adapter: dict(values) for adapter, values in totals.items()}
+            totals[result.get(by)][key] += value
+    return {group: dict(values) for group, values in totals.items()}
 
 
 def write(directory, state) -> None:
