@@ -28,7 +28,7 @@ def test_the_zoo_is_declared():
         assert cls.violates in known, f"{cls.id} violates unknown clause {cls.violates}"
         assert cls.caught_by and set(cls.caught_by) <= known, f"{cls.id}: {sorted(set(cls.caught_by) - known)}"
         assert set(cls.capabilities.ops) <= set(cls.base.capabilities.ops)
-    assert {cls.id for cls in CORRECT} == {"zoo-twopass", "zoo-kahan", "zoo-welford"}
+    assert {cls.id for cls in CORRECT} == {"zoo-twopass", "zoo-kahan", "zoo-welford", "zoo-fused"}
 
 
 @pytest.fixture(scope="module")
@@ -101,11 +101,42 @@ def test_a_sweep_split_into_test_files_runs_the_same_examples(tmp_path):
     # The whole session runs in a spawned worker, as the split ones do: run in this process, it would
     # inherit the Hypothesis state of the tests this session ran before it (it drew 1,387 examples
     # instead of 651 after test_forward's rms_norm tests).
-    with runner._pool(1) as pool:
-        whole = pool.submit(runner.run_session, [target], profile="dev", seed=3, options=options,
-                            workdir=str(tmp_path)).result()
+    whole = runner.in_worker(runner.run_session, [target], profile="dev", seed=3, options=options,
+                             workdir=str(tmp_path))
     split, = runner.false_alarms([target], [3], profile="dev", jobs=1, options=options, workdir=str(tmp_path))
     assert whole["exit_code"] == 0 and split["exit_code"] == 0, (whole["output"], split["output"])
     assert split["examples"] == whole["examples"] > 0
     assert split["counts"] == {"pass": len(whole["records"])}
     assert set(split["parts"]) == set(runner.suite_parts())
+
+
+_ENTRY = '''
+[[expected_failure]]
+adapter = "{adapter}"
+test = "test_forward_matches_reference"
+op = "rms_norm"
+dtype = "float32"
+clause = "{clause}"
+reason = "listed for the test"
+version = "none"
+minimal_input = "none"
+observed = "none"
+expected = "none"
+'''
+
+
+def test_a_sweep_counts_failures_an_expectations_file_lists_apart(tmp_path):
+    """The sweep takes the built-in adapters with their expectations files: a listed failure
+    is expected, and a listed test that passes under a seed (its examples missed the input)
+    is counted apart; neither is a false alarm."""
+    from normspec.zoo import by_name, target
+    mutant = by_name("mutant-rms-sum-not-mean")
+    listed = tmp_path / "listed.toml"
+    listed.write_text(_ENTRY.format(adapter=mutant.id, clause="NUM-1.1") + _ENTRY.format(adapter="zoo-twopass",
+                                                                                        clause="NUM-1.1"))
+    options = ("--ops", "rms_norm", "--dtypes", "float32", "--examples", "5", "--expectations", str(listed),
+               "-k", "test_forward_matches_reference")
+    result = runner.in_worker(runner.sweep_one, [target(mutant), "normspec.zoo.correct:TwoPassKernel"], 3, "dev",
+                              options, str(tmp_path), "test_forward.py")
+    assert result["counts"] == {"expected-failure": 1, "expectation-not-reproduced": 1}, result
+    assert result["failures"] == []

@@ -314,6 +314,7 @@ def pytest_runtest_makereport(item, call):
     # Several entries may list one test (different causes in different configurations): the
     # one citing the failure's clause applies.
     entry = next((e for e in matching if e.clause == cited), matching[0] if matching else None)
+    stale = None  # the entry that listed this test, which passed
     if entry is not None and rep.when == "call":
         if rep.failed and cited == entry.clause:
             rep.outcome, rep.wasxfail = "skipped", f"expected failure {entry.clause}: {entry.reason} ({entry.source})"
@@ -323,7 +324,7 @@ def pytest_runtest_makereport(item, call):
         elif rep.passed and entry.intermittent:
             rep.sections.append(("normspec", f"{entry.source} (intermittent) did not fail this time"))
         elif rep.passed:
-            rep.outcome = "failed"
+            stale, rep.outcome = entry.source, "failed"
             rep.longrepr = (f"listed expectation no longer fails: {entry.source} ({entry.clause}: {entry.reason}); "
                             f"remove the entry so the expectations file stays true")
     status = ("expected-failure" if hasattr(rep, "wasxfail") else "not-run" if rep.skipped
@@ -344,7 +345,7 @@ def pytest_runtest_makereport(item, call):
     rep.user_properties.append(("normspec", dict(
         params, test=item.originalname, nodeid=item.nodeid, status=status, failed_clause=cited,
         clauses=[entry.clause] if status == "expected-failure" else test_clauses, message=message,
-        timing=timing)))
+        stale_expectation=stale, timing=timing)))
 
 
 def pytest_runtest_logreport(report):

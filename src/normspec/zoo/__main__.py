@@ -3,7 +3,8 @@
     python -m normspec.zoo list                      every mutant, the clause it violates, its ops
     python -m normspec.zoo kill [--jobs N]           the ci profile on every mutant: kill matrix
     python -m normspec.zoo false-alarms [--seeds 20] [--profile thorough]
-                                                     correct implementations under N seeds
+                                                     correct implementations (and built-in
+                                                     adapters) under N seeds
 
 Exit status: 0 when every mutant is killed citing a declared clause, except those
 marked as documented suite gaps, which survive (kill), or when no correct
@@ -18,16 +19,21 @@ import time
 from collections import defaultdict
 
 from normspec import clauses as spec_clauses
+from normspec.adapters import BUILTIN
 
 CORRECT_TARGETS = {
     "numpy": "normspec.adapters.numpy_reference:NumpyReferenceAdapter",
     "zoo-twopass": "normspec.zoo.correct:TwoPassKernel",
     "zoo-kahan": "normspec.zoo.correct:KahanKernel",
+    "zoo-fused": "normspec.zoo.correct:FusedKernel",
     # correct by the spec's notes, flagged by the suite (see normspec.zoo.correct):
     "zoo-plain-twopass": "normspec.zoo.correct:PlainTwoPassKernel",
     "zoo-welford": "normspec.zoo.correct:WelfordKernel",
 }
 DEFAULT_CORRECT = ("numpy", "zoo-twopass", "zoo-kahan")
+# The sweep also takes the built-in adapters: a failure their expectations file lists is expected
+# (a recorded disagreement of the framework), any other is unexpected.
+SWEEP_TARGETS = {**CORRECT_TARGETS, **BUILTIN}
 
 
 def _clause_order(clause: str):
@@ -115,9 +121,9 @@ def _kill(args) -> int:
 def _false_alarms(args) -> int:
     from normspec.zoo import runner
     names = args.implementations.split(",") if args.implementations else list(DEFAULT_CORRECT)
-    unknown = [n for n in names if n not in CORRECT_TARGETS]
+    unknown = [n for n in names if n not in SWEEP_TARGETS]
     if unknown:
-        print(f"unknown implementation(s) {unknown}; choose from {', '.join(CORRECT_TARGETS)}", file=sys.stderr)
+        print(f"unknown implementation(s) {unknown}; choose from {', '.join(SWEEP_TARGETS)}", file=sys.stderr)
         return 2
     if args.profile == "ci":
         print("the ci profile is derandomized: every seed gives the same examples; use --profile dev or thorough",
@@ -133,7 +139,12 @@ def _false_alarms(args) -> int:
           flush=True)
 
     def report(result):
+        expected = result["counts"].get("expected-failure", 0)
+        stale = result["counts"].get("expectation-not-reproduced", 0)
         print(f"seed {result['seed']:>4}: {result['counts'].get('pass', 0)} pass, {len(result['failures'])} fail, "
+              + (f"{expected} expected failures, " if expected else "")
+              + (f"{stale} listed but passed, " if stale else "")
+              + 
               f"{result['examples']} examples, {result['seconds']:.0f} s in sessions"
               + (f"  (pytest exit {result['exit_code']})" if result["exit_code"] not in (0, 1) else ""), flush=True)
         if result["output"]:
@@ -149,7 +160,7 @@ def _false_alarms(args) -> int:
 
     interrupted = False
     try:
-        runner.false_alarms([CORRECT_TARGETS[n] for n in names], seeds, profile=args.profile, jobs=args.jobs,
+        runner.false_alarms([SWEEP_TARGETS[n] for n in names], seeds, profile=args.profile, jobs=args.jobs,
                             options=options, workdir=args.workdir, on_result=on_result)
     except KeyboardInterrupt:
         interrupted = True
@@ -171,7 +182,9 @@ def _sweep_summary(results: list, names: list, args, seconds: float) -> int:
     failures = sum(len(v) for v in groups.values())
     errors = sum(r["exit_code"] not in (0, 1) for r in results)
     print(f"\nUnexpected failures: {failures} over {len(results)} seeds x {len(names)} implementations "
-          f"({total['pass']} test runs passed, {total['not-run']} not run); sessions with errors: {errors}")
+          f"({total['pass']} test runs passed, {total['expected-failure']} failed as their expectations file lists, "
+          f"{total['expectation-not-reproduced']} listed there passed, {total['not-run']} not run); "
+          f"sessions with errors: {errors}")
     for (adapter, test, op, dtype, clause), items in sorted(groups.items(), key=lambda kv: str(kv[0])):
         print(f"\n- {adapter} {test} {op} {dtype}: cites {clause}; seeds {sorted({f['seed'] for f in items})}")
         print("    " + "\n    ".join(items[0]["message"].splitlines()[:14]))
@@ -203,7 +216,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="Hypothesis profile (default thorough; ci is derandomized and refused)")
     sweep.add_argument("--examples", type=int, default=None, help="examples per test (overrides the profile)")
     sweep.add_argument("--implementations", metavar="IDS",
-                       help=f"comma-separated, from {', '.join(CORRECT_TARGETS)} (default {','.join(DEFAULT_CORRECT)})")
+                       help=f"comma-separated, from {', '.join(SWEEP_TARGETS)} (default {','.join(DEFAULT_CORRECT)})")
     sweep.add_argument("--ops", help="comma-separated ops (default all)")
     sweep.add_argument("--dtypes", help="comma-separated dtypes (default all)")
     sweep.add_argument("--jobs", type=int, default=None, help="worker processes (default: CPU count)")

@@ -20,13 +20,14 @@ layout, the "old_value" momentum convention and the biased running-variance
 estimator (and compensated sums in its backward), so the false-alarm sweep also
 exercises the suite's translation of conventions (normspec.cases). `WelfordKernel`
 ("zoo-welford") replaces its sums by Welford's updating algorithm, the way GPU kernels
-compute statistics. `CORRECT` lists the three.
+compute statistics. `FusedKernel` ("zoo-fused") sums x and x^2 in one pass in float64 and
+folds x_hat into x r - mean r, as fused kernels do. `CORRECT` lists the four.
 
 `PlainTwoPassKernel` and `WelfordKernel` are correct by the spec's own notes and
 were once flagged by the suite, each time a defect of the spec's error model, since
 fixed; they stay here as the reproductions of those findings (see their docstrings).
 
-Neither imports normspec.reference: they are checked against it, not built from it.
+None of them imports normspec.reference: they are checked against it, not built from it.
 """
 from __future__ import annotations
 
@@ -576,4 +577,42 @@ class WelfordKernel(KahanKernel):
         return q
 
 
-CORRECT = (TwoPassKernel, KahanKernel, WelfordKernel)
+class FusedKernel(TwoPassKernel):
+    """A fused kernel's numerics: one pass of sums of x and x^2 accumulated in float64 for
+    float16, bfloat16 and float32 inputs (the variance mean(x^2) - mean^2, clamped at 0,
+    cancels only float64's roundings), and x_hat folded into x * r - mean * r, the form of
+    fused and evaluation-mode kernels (the note of NUM-1.1 admits it). float64 inputs have
+    no wider format to sum in and take the two-pass steps, as such a kernel would."""
+
+    id = "zoo-fused"
+
+    @staticmethod
+    def _wide_means(rows):
+        """mean(x) and mean(x^2) of each row, summed in float64."""
+        wide = rows.astype(np.float64)
+        return wide.mean(axis=1, keepdims=True), (wide * wide).mean(axis=1, keepdims=True)
+
+    def row_mean(self, rows):
+        if rows.dtype == np.float64:
+            return super().row_mean(rows)
+        return self._wide_means(rows)[0].astype(rows.dtype)
+
+    def row_variance(self, rows, mean):
+        if rows.dtype == np.float64:
+            return super().row_variance(rows, mean)
+        wide_mean, wide_square = self._wide_means(rows)
+        return np.maximum(wide_square - wide_mean * wide_mean, 0).astype(rows.dtype)
+
+    def mean_square_rows(self, rows):
+        if rows.dtype == np.float64:
+            return super().mean_square_rows(rows)
+        return self._wide_means(rows)[1].astype(rows.dtype)
+
+    def normalize_rows(self, rows, eps):
+        mean = self.row_mean(rows)
+        variance = self.row_variance(rows, mean)
+        r = self.inverse_std(variance, eps)
+        return rows * r - mean * r, mean, variance
+
+
+CORRECT = (TwoPassKernel, KahanKernel, WelfordKernel, FusedKernel)
