@@ -68,7 +68,8 @@ def observe_vjp(adapter: Adapter, case: Case, device: str, context: Context | No
     context = context or Context(adapter.id, case.op, case.dtype, device, case.shape, case=case)
     p = case.params
     attrs = dict(case.attrs)
-    with adapter_call(context, "vjp", "GRAD-1"):
+    unchanged = {"x": case.inputs[0], "dy": case.cotangent, "weight": p.get("weight"), "bias": p.get("bias")}
+    with adapter_call(context, "vjp", "GRAD-1", unchanged=unchanged):
         observed = adapter.vjp(case.op, case.inputs[0], case.cotangent, weight=p.get("weight"),
                                bias=p.get("bias"), running_mean=p.get("running_mean"),
                                running_var=p.get("running_var"), training=case.training[0], eps=case.eps,

@@ -90,8 +90,9 @@ def make_layer(adapter: Adapter, case: Case, device: str):
     if OPS[case.op].stateful:
         build = getattr(adapter, f"{case.op}_layer")
         channels = case.shape[case.channel_axis]
-        return build(num_features=channels, dtype=case.dtype, weight=p.get("weight"), bias=p.get("bias"),
-                     running_mean=p.get("running_mean"), running_var=p.get("running_var"),
+        # Copies: the running statistics become the layer's state, which it may update in place (GEN-6).
+        state = {name: None if p.get(name) is None else p[name].copy() for name in ("running_mean", "running_var")}
+        return build(num_features=channels, dtype=case.dtype, weight=p.get("weight"), bias=p.get("bias"), **state,
                      momentum=adapter_momentum(adapter, case.momentum), eps=case.eps, device=device)
     function = getattr(adapter, case.op)
     kwargs = dict(case.attrs, weight=p.get("weight"), eps=case.eps, device=device)
@@ -155,13 +156,14 @@ def run_case(adapter: Adapter, case: Case, device: str, *, clause: str = "NUM-1.
     estimator = adapter.conventions.running_var_estimator
     reference_case = dataclasses.replace(case, momentum=effective_alpha(adapter, case.momentum))
     stateful, op_clause = OPS[case.op].stateful, OPS[case.op].clauses[0]
-    with adapter_call(context, "layer construction", op_clause):
+    parameters = {name: case.params.get(name) for name in ("weight", "bias")}
+    with adapter_call(context, "layer construction", op_clause, unchanged=parameters):
         layer = make_layer(adapter, case, device)
         state = _state(layer, case, stateful, dtype, context, initial=True)
     outputs, trained = [], 0
     for step, (x, training) in enumerate(zip(case.inputs, case.training)):
         label = f"step {step + 1} ({'training' if training else 'evaluation'})" if stateful else ""
-        with adapter_call(context, f"call {label}".strip(), op_clause):
+        with adapter_call(context, f"call {label}".strip(), op_clause, unchanged=dict(parameters, x=x)):
             observed = layer(x, training=training)
         observed = check_array(observed, shape=x.shape, dtype=dtype, context=context, what=f"output {label}".strip())
         result, steps = reference_step(reference_case, x, *state, training, trained, estimator)
@@ -288,7 +290,8 @@ def observe(adapter: Adapter, case: Case, device: str, *, what: str = "output") 
     x = case.inputs[0]
     context = Context(adapter.id, case.op, case.dtype, device, x.shape,
                       case=case)
-    with adapter_call(context, what, OPS[case.op].clauses[0]):
+    unchanged = {"x": x, "weight": case.params.get("weight"), "bias": case.params.get("bias")}
+    with adapter_call(context, what, OPS[case.op].clauses[0], unchanged=unchanged):
         observed = make_layer(adapter, case, device)(x, training=case.training[0])
     observed = check_array(observed, shape=x.shape, dtype=numpy_dtype(case.dtype), context=context, what=what)
     return observed.astype(np.float64)

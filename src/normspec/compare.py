@@ -66,10 +66,14 @@ def _on_alarm(signum, frame):
 
 
 @contextmanager
-def adapter_call(context: Context, what: str, clause: str):
+def adapter_call(context: Context, what: str, clause: str, *, unchanged: dict | None = None):
     """A call into the implementation under test. Raising on a valid input, or taking longer
     than CALL_TIMEOUT_S (interrupted where Python can be: a hang inside native code is left
-    to the test-level timeout of `normspec check`), violates the op's clause `clause`."""
+    to the test-level timeout of `normspec check`), violates the op's clause `clause`.
+    `unchanged` names the arrays the call is given that it must not modify (GEN-6); any it
+    modified are restored, so that the reference and the reproduction see the given values."""
+    given = {name: array.copy() for name, array in (unchanged or {}).items() if isinstance(array, np.ndarray)}
+    modified = []
     if context.adapter in TIMED_OUT:
         context.fail(clause, what, f"not called again: an earlier call in this test did not return within "
                                    f"{CALL_TIMEOUT_S:g} s (--call-timeout)")
@@ -94,6 +98,26 @@ def adapter_call(context: Context, what: str, clause: str):
         if alarm:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous)
+        for name, before in given.items():
+            change = _restore(unchanged[name], before)
+            if change:
+                modified.append(f"{name}: {change}")
+    if modified:
+        context.fail("GEN-6", what, "modified the arrays it was given (shown as given in the reproduction):\n  "
+                     + "\n  ".join(modified))
+
+
+def _restore(array: np.ndarray, before: np.ndarray) -> str:
+    """How `array` differs, bit for bit, from its copy `before` ("" if not at all); restores it."""
+    bits = f"u{before.dtype.itemsize}"
+    differs = array.view(bits) != before.view(bits)
+    if not differs.any():
+        return ""
+    index = tuple(int(i) for i in np.argwhere(differs)[0])
+    change = (f"{int(differs.sum())} of {differs.size} elements changed; element {list(index)} was "
+              f"{float(before[index])!r}, now {float(array[index])!r}")
+    np.copyto(array, before)
+    return change
 
 
 def _indent(text: str) -> str:

@@ -28,7 +28,7 @@ def _slice_sums(values, case):
 
 @_BACKWARD
 @pytest.mark.clauses("GRAD-1", "GRAD-2", "GRAD-3", "GRAD-4", "GRAD-5", "GRAD-6.1", "GRAD-6.2", "GRAD-6.3",
-                     "GRAD-7.2", "GRAD-8.2")
+                     "GRAD-7.2", "GRAD-8.2", "GEN-6")
 @given(data=st.data())
 def test_vjp_matches_reference(adapter, op, dtype, device, data):
     """dx, dgamma and dbeta of every value family and cotangent (Gaussian, common offset,

@@ -234,3 +234,16 @@ class RandomOrderReductions(Mutant):
     def reduce_rows(self, rows):
         order = np.random.default_rng().permutation(rows.shape[1])
         return super().reduce_rows(rows[:, order])
+
+
+class DxInCotangentBuffer(Mutant):
+    """A memory-saving backward: dx is formed in the buffer of dy (the cotangent), which the
+    caller still holds; the gradients themselves are right."""
+    id, violates = "mutant-grad-dx-in-cotangent-buffer", "GEN-6"
+    caught_by = frozenset({"GEN-6"})
+    capabilities = backward("group_norm")
+
+    def vjp(self, op, x, dy, **arguments):
+        gradients = super().vjp(op, x, dy, **arguments)
+        dy[...] = gradients["x"]
+        return dict(gradients, x=dy)

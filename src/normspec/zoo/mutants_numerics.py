@@ -167,6 +167,19 @@ class RunningStatsFloat32(Mutant):
         return value.astype(np.float32)
 
 
+class OutputInInputBuffer(Mutant):
+    """An in-place kernel: BatchNorm writes its output into the caller's input array and
+    returns that array, so the caller's x is lost (the output itself is right)."""
+    id, violates = "mutant-output-in-input-buffer", "GEN-6"
+    caught_by = frozenset({"GEN-6"})
+    capabilities = ops("batch_norm")
+
+    def batch_norm(self, x, **arguments):
+        y, running_mean, running_var = super().batch_norm(x, **arguments)
+        x[...] = y
+        return x, running_mean, running_var
+
+
 class BFloat16Truncation(Mutant):
     """Rounds the float32 result to bfloat16 by truncation (dropping the low 16 bits)
     instead of to nearest: up to one whole ulp of error."""
