@@ -7,6 +7,7 @@ processes, so this session's pytest and Hypothesis settings are untouched.
 import io
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from normspec import clauses
@@ -140,3 +141,20 @@ def test_a_sweep_counts_failures_an_expectations_file_lists_apart(tmp_path):
                               options, str(tmp_path), "test_forward.py")
     assert result["counts"] == {"expected-failure": 1, "expectation-not-reproduced": 1}, result
     assert result["failures"] == []
+
+
+def test_an_input_modified_by_the_call_is_reported_and_restored():
+    """GEN-6: a kernel that writes its output into the caller's x fails citing GEN-6, and
+    x is restored, so that the message and the reproduction show the input as given."""
+    from normspec.compare import NonConformance
+    from normspec.zoo import by_name
+    x = np.array([[0.5, -1.25], [3.0, 2.0], [-0.75, 1.5]], np.float32)
+    given = x.copy()
+    case = Case(op="batch_norm", dtype="float32", inputs=[x], training=[True], eps=1e-5,
+                params={"weight": None, "bias": None, "running_mean": None, "running_var": None})
+    with pytest.raises(NonConformance) as failure:
+        run_case(by_name("mutant-output-in-input-buffer")(), case, "cpu")
+    assert failure.value.clause == "GEN-6"
+    assert "x: 6 of 6 elements changed; element [0, 0] was 0.5" in str(failure.value)
+    assert np.array_equal(x, given) and "0.5, -1.25" in failure.value.reproduce
+    run_case(by_name("mutant-output-in-input-buffer").base(), case, "cpu")  # the correct kernel passes
