@@ -92,6 +92,20 @@ class GroupNormGroupsAsSize(Mutant):
         return super().group_normalize(ncl, ncl.shape[1] // num_groups, eps)
 
 
+class GroupVariancePerChannel(Mutant):
+    """GroupNorm centres with the group's mean but scales each channel by its own variance
+    about it (the statistics of two different slices mixed)."""
+    id, violates = "mutant-group-variance-per-channel", "GN-2"
+    caught_by = SLICES | {"GN-2", "NORM-5"}
+    capabilities = ops("group_norm")
+
+    def group_normalize(self, ncl, num_groups, eps):
+        n, c, length = ncl.shape
+        rows = ncl.reshape(n * num_groups, -1)
+        centred = (rows - self.row_mean(rows)).reshape(n, c, length)
+        return centred * self.inverse_std((centred * centred).mean(axis=2, keepdims=True), eps)
+
+
 # ---------------------------------------------------------------- the affine step (NORM-6)
 
 class BetaBeforeGamma(Mutant):
@@ -143,6 +157,19 @@ class BiasOnlyWithWeight(Mutant):
 
     def affine(self, x_hat, weight, bias):
         return x_hat if weight is None else super().affine(x_hat, weight, bias)
+
+
+class LayerWeightTransposed(Mutant):
+    """LayerNorm over two axes applies the weight transposed: right only for a symmetric
+    weight, and never caught by a shape check when the two axes are equal."""
+    id, violates = "mutant-layer-weight-transposed", "NORM-6"
+    caught_by = NUMERIC
+    capabilities = ops("layer_norm")
+
+    def layer_norm(self, x, *, weight, **arguments):
+        if weight is not None and weight.ndim == 2 and weight.shape[0] == weight.shape[1]:
+            weight = np.ascontiguousarray(weight.T)
+        return super().layer_norm(x, weight=weight, **arguments)
 
 
 # ---------------------------------------------------------------- RMSNorm
@@ -197,3 +224,14 @@ class RmsSingleElementPassthrough(Mutant):
 
     def rms_rows(self, rows, eps):
         return rows if rows.shape[1] == 1 else super().rms_rows(rows, eps)
+
+
+class RmsBessel(Mutant):
+    """RMSNorm's mean square divided by n - 1 (n > 1): the unbiased estimator's factor where
+    no mean was taken."""
+    id, violates = "mutant-rms-bessel", "RMS-2"
+    caught_by = NUMERIC | {"RMS-2", "RMS-3"}
+    capabilities = ops("rms_norm")
+
+    def mean_square_rows(self, rows):
+        return (rows * rows).sum(axis=1, keepdims=True) / max(rows.shape[1] - 1, 1)

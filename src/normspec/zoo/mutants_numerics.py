@@ -55,6 +55,27 @@ class EpsZeroMeansDefault(Mutant):
         return super().inverse_std(variance, eps or 1e-5)
 
 
+class EpsInInputDtype(Mutant):
+    """eps rounded to the input dtype before it is added: 1e-6 becomes 1.013e-6 in float16
+    (a subnormal there). Shows only for half inputs whose variance is near eps."""
+    id, violates = "mutant-eps-in-input-dtype", "NORM-4"
+    caught_by = NUMERIC | {"NORM-5"}
+    capabilities = ops("layer_norm")
+
+    def layer_norm(self, x, *, eps, **arguments):
+        return super().layer_norm(x, eps=float(np.asarray(eps).astype(x.dtype)), **arguments)
+
+
+class EvaluationWithoutEps(Mutant):
+    """Evaluation-mode BatchNorm divides by sqrt(running_var): eps is added in training only."""
+    id, violates = "mutant-evaluation-without-eps", "BN-3"
+    caught_by = NUMERIC | {"NORM-4", "NORM-5"}
+    capabilities = ops("batch_norm")
+
+    def frozen(self, ncl, mean, variance, eps):
+        return super().frozen(ncl, mean, variance, 0.0)
+
+
 class UnbiasedNormalization(Mutant):
     """Normalizes with the unbiased variance sum(d^2) / (n - 1) instead of the population
     variance (the running-variance estimator leaking into the output)."""
@@ -178,6 +199,17 @@ class OutputInInputBuffer(Mutant):
         y, running_mean, running_var = super().batch_norm(x, **arguments)
         x[...] = y
         return x, running_mean, running_var
+
+
+class Float16Saturating(Mutant):
+    """float16 outputs beyond the range are clamped to +-65504 before the cast, where the
+    rounding of NUM-1.1 gives +-Inf (a kernel avoiding Inf)."""
+    id, violates = "mutant-float16-saturating", "NUM-1.1"
+    caught_by = NUMERIC | {"NUM-4.3"}
+    capabilities = ops("layer_norm", dtypes=("float16",))
+
+    def to_output(self, y, dtype):
+        return np.clip(y, -65504, 65504).astype(dtype)
 
 
 class BFloat16Truncation(Mutant):

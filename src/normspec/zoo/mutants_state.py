@@ -98,6 +98,17 @@ class BiasedRunningVariance(Mutant):
         return variance
 
 
+class RunningVarianceWithEps(Mutant):
+    """The running update is fed var + eps, the regularized variance the forward divides by."""
+    id, violates = "mutant-running-variance-with-eps", "BN-4.4"
+    caught_by = frozenset({"NUM-1.5", "BN-4.4", "BN-4.2"})
+    capabilities = ops("batch_norm")
+
+    def batch_statistics(self, ncl, eps):
+        x_hat, mean, variance = super().batch_statistics(ncl, eps)
+        return x_hat, mean, variance + eps
+
+
 class CumulativeOffByOne(Mutant):
     """Cumulative average (momentum None) with alpha = 1 / (k + 2) instead of 1 / (k + 1)."""
     id, violates = "mutant-cumulative-off-by-one", "BN-4.2"
@@ -162,6 +173,21 @@ class InstanceRunningSum(Mutant):
 
     def instance_average(self, per_instance):
         return per_instance.sum(axis=0)
+
+
+class InstanceUnbiasedOverBatch(Mutant):
+    """InstanceNorm's running variance made unbiased with the batch's count N*L instead of
+    each instance's L (BatchNorm's m leaking into IN-3)."""
+    id, violates = "mutant-instance-unbiased-over-batch", "IN-3"
+    caught_by = frozenset({"NUM-1.5", "IN-3"})
+    capabilities = ops("instance_norm")
+
+    def instance_norm(self, x, **arguments):
+        self._batch = x.shape[0]
+        return super().instance_norm(x, **arguments)
+
+    def fed_variance(self, variance, m):
+        return super().fed_variance(variance, m * self._batch)
 
 
 class SingleValueSubstitutesBiased(Mutant):
