@@ -165,3 +165,17 @@ def test_float64_near_the_top_of_the_range():
     """NUM-1.3: the reference itself does not overflow on float64 inputs near the limit."""
     x = np.array([[1e200, -1e200], [1e300, 3e300]])
     np.testing.assert_allclose(reference.layer_norm(x, (2,), eps=1e-5), [[1, -1], [-1, 1]], rtol=1e-15)
+
+
+def test_float64_bounds_keep_their_half_subnormal_terms():
+    """NUM-1.1's (1/2) tau terms are 2^-1075 for float64 data, below float64's smallest
+    subnormal: divided naively they rounded to 0, and a float64 evaluation-mode BatchNorm
+    output one subnormal from the reference met a bound of 0 (torch, seed 10 of the
+    thorough sweep). The exact bound of every element is at least tau = 2^-1074."""
+    from normspec.cases import Case, first_step_bound
+    tau = 2.0**-1074
+    x = np.array([[3e-309, -5e-310], [1e-310, 0.0]])
+    case = Case(op="batch_norm", dtype="float64", inputs=[x], training=[False], eps=1e-5,
+                params={"weight": None, "bias": None, "running_mean": np.zeros(2), "running_var": np.ones(2)})
+    assert (first_step_bound(case) >= tau).all()
+    assert tolerance.half(tau) == tau and tolerance.half(3.0) == np.nextafter(1.5, 2)
