@@ -14,7 +14,7 @@ import numpy as np
 
 from normspec import tolerance
 from normspec.adapters import Adapter
-from normspec.cases import Case, effective_alpha, initial_state, numpy_dtype, reference_arguments
+from normspec.cases import Case, effective_alpha, given_arrays, initial_state, numpy_dtype, reference_arguments
 from normspec.compare import Context, adapter_call, assert_within, check_array
 from normspec.registry import OPS, slice_ids
 
@@ -68,8 +68,7 @@ def observe_vjp(adapter: Adapter, case: Case, device: str, context: Context | No
     context = context or Context(adapter.id, case.op, case.dtype, device, case.shape, case=case)
     p = case.params
     attrs = dict(case.attrs)
-    unchanged = {"x": case.inputs[0], "dy": case.cotangent, "weight": p.get("weight"), "bias": p.get("bias")}
-    with adapter_call(context, "vjp", "GRAD-1", unchanged=unchanged):
+    with adapter_call(context, "vjp", "GRAD-1", unchanged=given_arrays(case, x=case.inputs[0], dy=case.cotangent)):
         observed = adapter.vjp(case.op, case.inputs[0], case.cotangent, weight=p.get("weight"),
                                bias=p.get("bias"), running_mean=p.get("running_mean"),
                                running_var=p.get("running_var"), training=case.training[0], eps=case.eps,

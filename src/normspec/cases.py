@@ -83,6 +83,12 @@ def effective_alpha(adapter: Adapter, alpha: float | None) -> float | None:
     return 1.0 - momentum
 
 
+def given_arrays(case: Case, **arrays) -> dict:
+    """The arrays a call on `case` is given and must leave unchanged (GEN-6): those passed
+    (x; dy for a VJP) and the affine parameters. adapter_call compares and restores them."""
+    return dict(arrays, weight=case.params.get("weight"), bias=case.params.get("bias"))
+
+
 def make_layer(adapter: Adapter, case: Case, device: str):
     """The adapter's implementation of case.op as a callable f(x, training) -> output,
     with `running_stats()` for stateful ops."""
@@ -156,14 +162,13 @@ def run_case(adapter: Adapter, case: Case, device: str, *, clause: str = "NUM-1.
     estimator = adapter.conventions.running_var_estimator
     reference_case = dataclasses.replace(case, momentum=effective_alpha(adapter, case.momentum))
     stateful, op_clause = OPS[case.op].stateful, OPS[case.op].clauses[0]
-    parameters = {name: case.params.get(name) for name in ("weight", "bias")}
-    with adapter_call(context, "layer construction", op_clause, unchanged=parameters):
+    with adapter_call(context, "layer construction", op_clause, unchanged=given_arrays(case)):
         layer = make_layer(adapter, case, device)
         state = _state(layer, case, stateful, dtype, context, initial=True)
     outputs, trained = [], 0
     for step, (x, training) in enumerate(zip(case.inputs, case.training)):
         label = f"step {step + 1} ({'training' if training else 'evaluation'})" if stateful else ""
-        with adapter_call(context, f"call {label}".strip(), op_clause, unchanged=dict(parameters, x=x)):
+        with adapter_call(context, f"call {label}".strip(), op_clause, unchanged=given_arrays(case, x=x)):
             observed = layer(x, training=training)
         observed = check_array(observed, shape=x.shape, dtype=dtype, context=context, what=f"output {label}".strip())
         result, steps = reference_step(reference_case, x, *state, training, trained, estimator)
@@ -290,8 +295,7 @@ def observe(adapter: Adapter, case: Case, device: str, *, what: str = "output") 
     x = case.inputs[0]
     context = Context(adapter.id, case.op, case.dtype, device, x.shape,
                       case=case)
-    unchanged = {"x": x, "weight": case.params.get("weight"), "bias": case.params.get("bias")}
-    with adapter_call(context, what, OPS[case.op].clauses[0], unchanged=unchanged):
+    with adapter_call(context, what, OPS[case.op].clauses[0], unchanged=given_arrays(case, x=x)):
         observed = make_layer(adapter, case, device)(x, training=case.training[0])
     observed = check_array(observed, shape=x.shape, dtype=numpy_dtype(case.dtype), context=context, what=what)
     return observed.astype(np.float64)
