@@ -1,0 +1,76 @@
+"""What an adapter does between calls must not show: every built-in adapter, called before
+with another eps, momentum and input (the Keras adapter re-uses its layers across eps and
+momenta; the Flax ones their compiled programs), answers as a fresh adapter does, bit for bit.
+
+Each adapter whose framework is not installed is skipped (the tox environment of that
+framework runs it).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from normspec.adapters import BUILTIN, load_adapter
+from normspec.errors import UsageError
+
+SHAPE = (4, 6, 6)  # 6 channels on either channel axis; LayerNorm/RMSNorm over the last 6
+
+
+def fresh(adapter_id):
+    try:
+        return load_adapter(adapter_id)
+    except UsageError as error:
+        pytest.skip(str(error))
+
+
+def inputs(seed):
+    """x, a per-channel weight and bias (6 either way), float32."""
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal(SHAPE).astype(np.float32), rng.uniform(0.5, 2.0, 6).astype(np.float32),
+            rng.standard_normal(6).astype(np.float32))
+
+
+def forward_calls(adapter, seed, eps, momentum) -> dict:
+    """Every op's outputs for one configuration (the layers: two training steps, then evaluation,
+    and BatchNorm's running statistics)."""
+    x, weight, bias = inputs(seed)
+    common = dict(weight=weight, eps=eps, device="cpu")
+    outputs = {
+        "layer_norm": adapter.layer_norm(x, normalized_shape=(6,), bias=bias, **common),
+        "rms_norm": adapter.rms_norm(x, normalized_shape=(6,), **common),
+        "group_norm": adapter.group_norm(x, num_groups=3, bias=bias, **common),
+    }
+    layers = {}
+    for op in ("batch_norm", "instance_norm"):
+        make_layer = getattr(adapter, f"{op}_layer")
+        layer = layers[op] = make_layer(num_features=6, dtype="float32", bias=bias, running_mean=None,
+                                        running_var=None, momentum=momentum, **common)
+        outputs[f"{op} training step 1"] = layer(x, training=True)
+        outputs[f"{op} training step 2"] = layer(x[::-1] * 2, training=True)
+        outputs[f"{op} evaluation"] = layer(x, training=False)
+    outputs["batch_norm running mean"], outputs["batch_norm running var"] = layers["batch_norm"].running_stats()
+    return outputs
+
+
+@pytest.mark.parametrize("adapter_id", BUILTIN)
+def test_an_adapter_answers_as_a_fresh_one_after_other_calls(adapter_id):
+    used = fresh(adapter_id)
+    forward_calls(used, seed=0, eps=1e-3, momentum=0.5)
+    after_use = forward_calls(used, seed=1, eps=1e-5, momentum=0.1)
+    first_use = forward_calls(fresh(adapter_id), seed=1, eps=1e-5, momentum=0.1)
+    for name, expected in first_use.items():
+        np.testing.assert_array_equal(after_use[name], expected, err_msg=f"{adapter_id} {name}: after calls with "
+                                      f"eps=1e-3 and momentum=0.5 it differs from a fresh adapter's")
+
+
+@pytest.mark.parametrize("adapter_id", BUILTIN)
+def test_an_adapter_differentiates_as_a_fresh_one_after_other_calls(adapter_id):
+    used = fresh(adapter_id)
+    x, weight, bias = inputs(2)
+    dy = inputs(3)[0]
+    call = dict(weight=weight, bias=bias, running_mean=None, running_var=None, training=True, device="cpu")
+    used.vjp("batch_norm", x, dy, eps=1e-3, **call)
+    after_use = used.vjp("batch_norm", x, dy, eps=1e-5, **call)
+    first_use = fresh(adapter_id).vjp("batch_norm", x, dy, eps=1e-5, **call)
+    for name, expected in first_use.items():
+        np.testing.assert_array_equal(after_use[name], expected, err_msg=f"{adapter_id} vjp {name}")
