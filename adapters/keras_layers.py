@@ -139,10 +139,10 @@ class KerasAdapter(Adapter):
                         bias=None if bias is None else getattr(layer, bias_name))
 
     def _built(self, spec, rank, dtype, device):
-        """The cached layer spec.cls(**spec.config, dtype=dtype) built for inputs of this rank whose
-        trailing dims are spec.features (what Keras infers the weight shapes from: the
-        configuration), and the initial values of its state. Its call attributes are whatever
-        the last call set: `_load` sets them."""
+        """The cached layer spec.cls(**spec.config, **spec.call_attributes, dtype=dtype) built for
+        inputs of this rank whose trailing dims are spec.features (what Keras infers the weight
+        shapes from: the configuration), and the initial values of its state. Its call attributes
+        are whatever the call that built it or the last `_load` set."""
         dtype = np.dtype(dtype).name
         features = tuple(spec.features)
         key = (spec.cls.__name__, repr(sorted(spec.config.items())), rank, features, dtype, device, spec.key_extra)
