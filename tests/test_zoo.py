@@ -143,6 +143,18 @@ def test_a_sweep_counts_failures_an_expectations_file_lists_apart(tmp_path):
     assert result["failures"] == []
 
 
+def test_the_sweep_summary_prints_each_failure_whole(capsys):
+    """A VJP failure's reproduction runs past 14 lines and ends with the call that runs it:
+    the summary must not cut it (it once printed 14 lines, without that call)."""
+    import argparse
+    from normspec.zoo.__main__ import _sweep_summary
+    message = "\n".join(["GRAD-6.3 violated: x"] + [f"line {i}" for i in range(20)] + ["run_vjp_case(adapter, case, 'cpu')"])
+    failure = dict(seed=3, adapter="a", test="t", op="batch_norm", dtype="float32", clause="GRAD-6.3", message=message)
+    result = dict(seed=3, exit_code=1, counts={"fail": 1}, failures=[failure], examples=1, seconds=1.0, output="")
+    assert _sweep_summary([result], ["a"], argparse.Namespace(json=None), 1.0) == 1
+    assert "    run_vjp_case(adapter, case, 'cpu')" in capsys.readouterr().out
+
+
 def test_an_input_modified_by_the_call_is_reported_and_restored():
     """GEN-6: a kernel that writes its output into the caller's x fails citing GEN-6, and
     x is restored, so that the message and the reproduction show the input as given."""

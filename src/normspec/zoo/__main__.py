@@ -150,7 +150,7 @@ def _false_alarms(args) -> int:
         if result["output"]:
             print("  " + "\n  ".join(result["output"].splitlines()[-10:]), flush=True)
         for failure in result["failures"]:  # now, so that a run cut short still shows them
-            print("  " + "\n  ".join(failure["message"].splitlines()[:14]), flush=True)
+            print("  " + "\n  ".join(failure["message"].splitlines()), flush=True)
 
     started, finished = time.perf_counter(), []
 
@@ -187,7 +187,8 @@ def _sweep_summary(results: list, names: list, args, seconds: float) -> int:
           f"sessions with errors: {errors}")
     for (adapter, test, op, dtype, clause), items in sorted(groups.items(), key=lambda kv: str(kv[0])):
         print(f"\n- {adapter} {test} {op} {dtype}: cites {clause}; seeds {sorted({f['seed'] for f in items})}")
-        print("    " + "\n    ".join(items[0]["message"].splitlines()[:14]))
+        # whole: the reproduction ends the message (large arrays are in saved files, not inline)
+        print("    " + "\n    ".join(items[0]["message"].splitlines()))
     print(f"\nWall time: {seconds:.0f} s")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
