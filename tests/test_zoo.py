@@ -170,3 +170,42 @@ def test_an_input_modified_by_the_call_is_reported_and_restored():
     assert "x: 6 of 6 elements changed; element [0, 0] was 0.5" in str(failure.value)
     assert np.array_equal(x, given) and "0.5, -1.25" in failure.value.reproduce
     run_case(by_name("mutant-output-in-input-buffer").base(), case, "cpu")  # the correct kernel passes
+
+
+def test_a_law_failure_reproduces_the_law(tmp_path, monkeypatch):
+    """A law compares two outputs of the implementation: its reproduction must compute both
+    and print their difference, not check one case against the reference (which a law
+    violation may pass)."""
+    import contextlib, dataclasses, io
+    from normspec.cases import observe
+    from normspec.compare import Context, NonConformance, assert_within
+    from normspec.adapters import load_adapter
+    from normspec.zoo import by_name, target
+    adapter = load_adapter(target(by_name("mutant-instance-norm-over-batch")))
+    x = np.array([[[0.5, -1.25, 2.0], [3.0, 2.0, -1.0]], [[-0.75, 1.5, 0.25], [4.0, -2.0, 1.0]]])
+    case = Case(op="instance_norm", dtype="float64", inputs=[x], training=[True], eps=1e-5,
+                params={"weight": None, "bias": None, "running_mean": None, "running_var": None})
+    alone = dataclasses.replace(case, inputs=[x[1:2]])
+    difference = np.abs(observe(adapter, alone, "cpu") - observe(adapter, case, "cpu")[1:2]).max()
+    context = Context(adapter.id, "instance_norm", "float64", "cpu", (1, 2, 3), alone, law=(case, "[1:2]"))
+    with pytest.raises(NonConformance) as failure:
+        assert_within(observe(adapter, alone, "cpu"), observe(adapter, case, "cpu")[1:2], np.full((1, 2, 3), 1e-12),
+                      clause="IN-2", context=context, what="output of sample 1 alone")
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(failure.value.reproduce, {})
+    assert printed.getvalue() == f"largest difference: {difference}\n"
+    assert difference > 0.1
+    # Too large to print: both cases are saved where the snippet loads them from.
+    from normspec import failures
+    monkeypatch.setenv("NORMSPEC_FAILURE_DIR", str(tmp_path))
+    big = dataclasses.replace(case, inputs=[np.tile(x, (1, 1, 20))])
+    big_alone = dataclasses.replace(case, inputs=[big.inputs[0][1:2]])
+    context = Context(adapter.id, "instance_norm", "float64", "cpu", (1, 2, 60), big_alone, law=(big, "[1:2]"))
+    failures.save(context, always=False)
+    snippet = failures.repro_snippet(adapter.id, big_alone, "cpu", law=(big, "[1:2]"))
+    assert snippet.count("Case.load(") == 2 and len(list(tmp_path.glob("*.npz"))) == 2
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(snippet, {})
+    assert float(printed.getvalue().split(":")[1]) > 0.1

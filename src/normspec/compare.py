@@ -38,13 +38,16 @@ class Context:
     device: str
     shape: tuple
     case: object = None  # the normspec.cases.Case that failed, for the reproduction snippet
+    # A law's other side: (the other Case, the index applied to its output), so that the
+    # reproduction compares the two outputs as the law does instead of checking `case` alone.
+    law: tuple | None = None
 
     def header(self, what: str) -> str:
         return f"{self.adapter} {self.op} {what}, input shape {self.shape}, {self.dtype}, {self.device}"
 
     def fail(self, clause: str, what: str, detail: str, worst: tuple | None = None):
         from normspec.failures import repro_snippet
-        snippet = repro_snippet(self.adapter, self.case, self.device) if self.case is not None else (
+        snippet = repro_snippet(self.adapter, self.case, self.device, law=self.law) if self.case is not None else (
             f"normspec check {self.adapter} --ops {self.op} --dtypes {self.dtype} --devices {self.device}")
         raise NonConformance(clause, f"{self.header(what)}\n  {detail}", self, worst, reproduce=snippet)
 

@@ -29,19 +29,33 @@ def _printable(case) -> bool:
     return sum(x.size for x in case.inputs) * (1 if case.cotangent is None else 2) <= _PRINTABLE_ELEMENTS
 
 
-def repro_snippet(adapter_id: str, case, device: str) -> str:
-    """Python that runs `case` again on the adapter and checks it against the reference
-    (for a law, `case` is the input whose output disagreed with the other)."""
+def repro_snippet(adapter_id: str, case, device: str, *, law: tuple | None = None) -> str:
+    """Python that runs `case` again on the adapter and checks it against the reference.
+    For a law, `law` = (other case, index): the snippet prints both outputs' largest
+    difference, y(case) against y(other)[index], which the law says is within the bound."""
     from normspec.adapters import LOADED
     target = LOADED.get(adapter_id, adapter_id)
     backward = case.cotangent is not None
     run = "run_vjp_case" if backward else "run_case"
     head = ("import numpy as np, ml_dtypes\nfrom normspec.adapters import load_adapter\n"
-            + ("from normspec.cases import Case\nfrom normspec.backward import run_vjp_case\n" if backward
+            + ("from normspec.cases import Case, observe\n" if law is not None
+               else "from normspec.cases import Case\nfrom normspec.backward import run_vjp_case\n" if backward
                else "from normspec.cases import Case, run_case\n"))
+    body = _case_code("case", case, adapter_id, device)
+    if law is None:
+        return head + body + f"{run}(load_adapter({target!r}), case, {device!r})"
+    other, index = law
+    return (head + body + _case_code("other", other, adapter_id, device)
+            + f"adapter = load_adapter({target!r})\n"
+            + f"y, y_other = observe(adapter, case, {device!r}), observe(adapter, other, {device!r}){index}\n"
+            + "print('largest difference:', np.nanmax(np.abs(y.astype(np.float64) - y_other.astype(np.float64))))"
+            + "  # the law: equal within the bound")
+
+
+def _case_code(name: str, case, adapter_id: str, device: str) -> str:
+    """`name = Case(...)` with the arrays inline, or `Case.load(...)` of the saved file."""
     if not _printable(case):
-        path = failure_dir() / f"{case_name(case, adapter_id, device)}.npz"
-        return head + f"{run}(load_adapter({target!r}), Case.load({str(path)!r}), {device!r})"
+        return f"{name} = Case.load({str(failure_dir() / (case_name(case, adapter_id, device) + '.npz'))!r})\n"
     dtype = "ml_dtypes.bfloat16" if case.dtype == "bfloat16" else f"np.{case.dtype}"
 
     def array(a):
@@ -50,25 +64,26 @@ def repro_snippet(adapter_id: str, case, device: str) -> str:
         values = re.sub(r"\b(nan|inf)\b", r"np.\1", repr(a.astype(np.float64).tolist()))
         return f"np.array({values}, dtype={dtype})"
 
-    return head + (
-        f"case = Case(op={case.op!r}, dtype={case.dtype!r}, eps={case.eps!r}, attrs={case.attrs!r},\n"
-        f"    inputs=[{', '.join(array(x) for x in case.inputs)}],\n"
-        f"    training={case.training!r}, momentum={case.momentum!r}, channel_axis={case.channel_axis},\n"
-        f"    exact_statistics={case.exact_statistics}, family={case.family!r},\n"
-        "    params={" + ", ".join(f"{k!r}: {array(v)}" for k, v in case.params.items()) + "}"
-        + (f",\n    cotangent={array(case.cotangent)})\n" if backward else ")\n")
-        + f"{run}(load_adapter({target!r}), case, {device!r})")
+    return (f"{name} = Case(op={case.op!r}, dtype={case.dtype!r}, eps={case.eps!r}, attrs={case.attrs!r},\n"
+            f"    inputs=[{', '.join(array(x) for x in case.inputs)}],\n"
+            f"    training={case.training!r}, momentum={case.momentum!r}, channel_axis={case.channel_axis},\n"
+            f"    exact_statistics={case.exact_statistics}, family={case.family!r},\n"
+            "    params={" + ", ".join(f"{k!r}: {array(v)}" for k, v in case.params.items()) + "}"
+            + (f",\n    cotangent={array(case.cotangent)})\n" if case.cotangent is not None else ")\n"))
 
 
 def save(context, *, always: bool) -> Path | None:
-    """Write the failing case (.npz) and its snippet (.py); only for unprintable cases
-    unless `always` (a report directory was asked for)."""
+    """Write the failing case (.npz; a law's other case too) and its snippet (.py); only for
+    unprintable cases unless `always` (a report directory was asked for)."""
     case = context.case
-    if case is None or (_printable(case) and not always):
+    cases = [case] + ([context.law[0]] if case is not None and context.law else [])
+    if case is None or (all(_printable(c) for c in cases) and not always):
         return None
     directory = failure_dir()
     directory.mkdir(parents=True, exist_ok=True)
+    for each in cases:
+        each.save(directory / f"{case_name(each, context.adapter, context.device)}.npz")
     stem = directory / case_name(case, context.adapter, context.device)
-    case.save(f"{stem}.npz")
-    stem.with_suffix(".py").write_text(repro_snippet(context.adapter, case, context.device) + "\n", encoding="utf-8")
+    stem.with_suffix(".py").write_text(repro_snippet(context.adapter, case, context.device, law=context.law) + "\n",
+                                       encoding="utf-8")
     return stem

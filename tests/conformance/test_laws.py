@@ -18,8 +18,11 @@ def _law_case(data, adapter, op, dtype, **options):
     return data.draw(cases_for(adapter, op=op, dtype=dtype, **options), label="case")
 
 
-def _context(adapter, case, device):
-    return Context(adapter.id, case.op, case.dtype, device, case.shape, case)
+def _context(adapter, case, device, *, other=None, index=""):
+    """Where a law failed: `case`, whose output must equal the output of `other` (indexed by
+    `index`, Python text) within the bound; the reproduction prints both outputs' difference."""
+    return Context(adapter.id, case.op, case.dtype, device, case.shape, case,
+                   law=None if other is None else (other, index))
 
 
 def _with_input(case, x, **changes):
@@ -40,7 +43,7 @@ def test_shift_invariance(adapter, op, dtype, device, data):
     shifted = _with_input(case, case.inputs[0].astype(np.float64) + shift)
     bound = first_step_bound(case, _estimator(adapter)) + first_step_bound(shifted, _estimator(adapter))
     assert_within(observe(adapter, shifted, device), observe(adapter, case, device), bound, clause="NORM-2",
-                  context=_context(adapter, shifted, device), what=f"output after adding {shift}")
+                  context=_context(adapter, shifted, device, other=case), what=f"output after adding {shift}")
 
 
 @pytest.mark.clauses("NORM-4", "NORM-5", "RMS-3")
@@ -52,7 +55,7 @@ def test_scale_invariance(adapter, op, dtype, device, data):
     scaled = _with_input(case, case.inputs[0].astype(np.float64) * scale, eps=case.eps * scale**2)
     bound = first_step_bound(case, _estimator(adapter)) + first_step_bound(scaled, _estimator(adapter))
     assert_within(observe(adapter, scaled, device), observe(adapter, case, device), bound,
-                  clause="RMS-3" if op == "rms_norm" else "NORM-5", context=_context(adapter, scaled, device),
+                  clause="RMS-3" if op == "rms_norm" else "NORM-5", context=_context(adapter, scaled, device, other=case),
                   what=f"output for x*{scale} and eps*{scale ** 2}")
 
 
@@ -98,7 +101,8 @@ def test_sample_independence(adapter, op, dtype, device, data):
     bound = first_step_bound(case, _estimator(adapter))[i:i + 1] * 2
     clause = {"layer_norm": "LN-2", "group_norm": "GN-2", "instance_norm": "IN-2", "rms_norm": "RMS-2"}[op]
     assert_within(observe(adapter, alone, device), observe(adapter, case, device)[i:i + 1], bound,
-                  clause=clause, context=_context(adapter, alone, device), what=f"output of sample {i} alone")
+                  clause=clause, context=_context(adapter, alone, device, other=case, index=f"[{i}:{i + 1}]"),
+                  what=f"output of sample {i} alone")
 
 
 @pytest.mark.clauses("BN-2")
@@ -113,7 +117,9 @@ def test_batch_permutation_equivariance(adapter, op, dtype, device, data):
     permuted = _with_input(case, x[permutation])
     bound = first_step_bound(case, _estimator(adapter))[permutation] * 2
     assert_within(observe(adapter, permuted, device), observe(adapter, case, device)[permutation], bound,
-                  clause="BN-2", context=_context(adapter, permuted, device), what="output of the permuted batch")
+                  clause="BN-2",
+                  context=_context(adapter, permuted, device, other=case, index=f"[{permutation.tolist()}]"),
+                  what="output of the permuted batch")
 
 
 @pytest.mark.clauses("BN-2")
@@ -129,7 +135,7 @@ def test_training_ignores_momentum_and_state(adapter, op, dtype, device, data):
         case.params, running_mean=np.full(channels, 3.0, np_dtype), running_var=np.full(channels, 0.25, np_dtype)))
     bound = first_step_bound(case, _estimator(adapter)) * 2
     assert_within(observe(adapter, other, device), observe(adapter, case, device), bound, clause="BN-2",
-                  context=_context(adapter, other, device),
+                  context=_context(adapter, other, device, other=case),
                   what="training output with other momentum and running statistics")
 
 
@@ -144,7 +150,8 @@ def test_evaluation_ignores_batch(adapter, op, dtype, device, data):
     alone = _with_input(case, x[i:i + 1])
     bound = first_step_bound(case, _estimator(adapter))[i:i + 1] * 2
     assert_within(observe(adapter, alone, device), observe(adapter, case, device)[i:i + 1], bound,
-                  clause="BN-3", context=_context(adapter, alone, device), what=f"evaluation output of sample {i} alone")
+                  clause="BN-3", context=_context(adapter, alone, device, other=case, index=f"[{i}:{i + 1}]"),
+                  what=f"evaluation output of sample {i} alone")
 
 
 @pytest.mark.clauses("GN-2")
@@ -171,4 +178,4 @@ def test_group_norm_identities(adapter, op, dtype, device, identity, data):
                                     params=dict(case.params, running_mean=None, running_var=None))
     bound = first_step_bound(grouped, _estimator(adapter)) * 2
     assert_within(observe(adapter, grouped, device), observe(adapter, other, device), bound, clause="GN-2",
-                  context=_context(adapter, grouped, device), what=f"output against {other_op}")
+                  context=_context(adapter, grouped, device, other=other), what=f"output against {other_op}")
