@@ -148,7 +148,8 @@ def test_the_sweep_summary_prints_each_failure_whole(capsys):
     the summary must not cut it (it once printed 14 lines, without that call)."""
     import argparse
     from normspec.zoo.__main__ import _sweep_summary
-    message = "\n".join(["GRAD-6.3 violated: x"] + [f"line {i}" for i in range(20)] + ["run_vjp_case(adapter, case, 'cpu')"])
+    message = "\n".join(["GRAD-6.3 violated: x"] + [f"line {i}" for i in range(20)]
+                        + ["run_vjp_case(adapter, case, 'cpu')"])
     failure = dict(seed=3, adapter="a", test="t", op="batch_norm", dtype="float32", clause="GRAD-6.3", message=message)
     result = dict(seed=3, exit_code=1, counts={"fail": 1}, failures=[failure], examples=1, seconds=1.0, output="")
     assert _sweep_summary([result], ["a"], argparse.Namespace(json=None), 1.0) == 1

@@ -55,7 +55,8 @@ def test_scale_invariance(adapter, op, dtype, device, data):
     scaled = _with_input(case, case.inputs[0].astype(np.float64) * scale, eps=case.eps * scale**2)
     bound = first_step_bound(case, _estimator(adapter)) + first_step_bound(scaled, _estimator(adapter))
     assert_within(observe(adapter, scaled, device), observe(adapter, case, device), bound,
-                  clause="RMS-3" if op == "rms_norm" else "NORM-5", context=_context(adapter, scaled, device, other=case),
+                  clause="RMS-3" if op == "rms_norm" else "NORM-5",
+                  context=_context(adapter, scaled, device, other=case),
                   what=f"output for x*{scale} and eps*{scale ** 2}")
 
 
