@@ -76,8 +76,10 @@ def save(context, *, always: bool) -> Path | None:
     """Write the failing case (.npz; a law's other case too) and its snippet (.py); only for
     unprintable cases unless `always` (a report directory was asked for)."""
     case = context.case
-    cases = [case] + ([context.law[0]] if case is not None and context.law else [])
-    if case is None or (all(_printable(c) for c in cases) and not always):
+    if case is None:
+        return None
+    cases = [case] + ([context.law[0]] if context.law else [])
+    if all(_printable(c) for c in cases) and not always:
         return None
     directory = failure_dir()
     directory.mkdir(parents=True, exist_ok=True)
