@@ -140,6 +140,8 @@ def runs(tmp_path_factory):
         "conforming": ["welford_kernel:WelfordKernel", "--ops", "layer_norm,batch_norm", *NARROW, "--",
                        "-k", "forward_matches or exact_statistics or single_value"],
         "deviating": ["eps_outside_kernel:EpsOutside", *NARROW, "--", "-k", "exact_statistics"],
+        "deviating-long-traceback": ["eps_outside_kernel:EpsOutside", *NARROW, "--ops", "layer_norm", "--",
+                                     "-k", "exact_statistics", "--tb=long"],
         "deviating-expected": ["eps_outside_kernel:EpsOutside", *NARROW, "--expectations",
                                EXAMPLES / "eps_outside_expectations.toml", "--", "-k", "exact_statistics"],
         "stale": ["welford_kernel:WelfordKernel", "--ops", "layer_norm", *NARROW, "--expectations",
@@ -198,6 +200,13 @@ def test_deviating_example_fails_citing_its_clause(runs):
     assert record["message"].startswith("NUM-1.4 violated: eps-outside layer_norm output")
     assert "reproduce:" in record["message"]
     assert "test_exact_statistics[eps-outside-layer_norm-float32-cpu]: NUM-1.4" in (report / "summary.md").read_text()
+    # The terminal shows the message and Hypothesis's notes, not the traceback through the
+    # suite (pytest_plugin.CompactNonConformanceReports); --tb=long brings the traceback back.
+    shown = completed.stdout
+    assert "NUM-1.4 violated: eps-outside layer_norm output" in shown and "Failing test case:" in shown
+    assert "compare.py:" not in shown and "raise NonConformance" not in shown
+    long_shown = runs["deviating-long-traceback"][0].stdout
+    assert "NUM-1.4 violated: eps-outside layer_norm output" in long_shown and "compare.py:" in long_shown
 
 
 def test_failure_snippet_reproduces_the_failure(runs, tmp_path):

@@ -5,10 +5,12 @@ One kill run (`python -m normspec.zoo kill`) serves the module; it runs in worke
 processes, so this session's pytest and Hypothesis settings are untouched.
 """
 import io
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from filelock import FileLock
 
 from normspec import clauses
 from normspec.cases import Case, run_case
@@ -33,8 +35,17 @@ def test_the_zoo_is_declared():
 
 
 @pytest.fixture(scope="module")
-def outcomes():
-    return runner.kill()
+def outcomes(tmp_path_factory, worker_id):
+    """The one kill run of the module. Under pytest-xdist the first worker that needs it runs
+    it (over all cores) and the others wait for its result: each worker used to run its own,
+    two kills of ~75 s each on CI's two cores."""
+    if worker_id == "master":  # no xdist
+        return runner.kill()
+    shared = tmp_path_factory.getbasetemp().parent / "zoo-kill.json"  # this run's, all workers'
+    with FileLock(f"{shared}.lock"):
+        if not shared.is_file():
+            shared.write_text(json.dumps(runner.kill()))
+        return json.loads(shared.read_text())
 
 
 def _matrix(outcomes) -> str:
