@@ -167,7 +167,7 @@ class KerasAdapter(Adapter):
         with device_scope(device):
             for name, value in {**spec.weights, **state}.items():
                 if value is not None:
-                    getattr(layer, name).assign(value)
+                    _assign(getattr(layer, name), value)
         return layer
 
     def _run(self, spec, x, device, training=None, **state):
@@ -176,6 +176,14 @@ class KerasAdapter(Adapter):
         with device_scope(device):
             kwargs = {} if training is None else {"training": training}
             return to_numpy(layer(to_tensor(x), **kwargs)), layer
+
+
+def _assign(variable, value) -> None:
+    """variable <- value, through the TensorFlow variable that holds the Keras variable's
+    value (`variable.value`, outside a call): 65 us against 115-160 us for Keras' own
+    `assign`, whose conversion and checks ran up to four times a call. The value is cast
+    to the variable's dtype first, as Keras' assign casts it."""
+    variable.value.assign(np.asarray(value, dtype=variable.value.dtype.as_numpy_dtype))
 
 
 def _affine_options(weight, bias) -> dict:
