@@ -87,28 +87,39 @@ class SuiteState:
 
 
 class CompactNonConformanceReports:
-    """A test that failed with a NonConformance is reported with the failure's message, which
-    holds the evidence and the reproduction, and Hypothesis's notes; not the Python traceback
-    through the suite's own frames. Formatting that traceback (--tb=auto or short) parsed the
-    source of each frame's module: 0.3-0.4 s a failure, a tenth of a torch run, whose expected
-    failures were formatted and then discarded. --tb=long, native or line keeps pytest's report.
+    """A failure that is a NonConformance is shown with its message, which holds the
+    evidence and the reproduction, and Hypothesis's notes; not the Python traceback
+    through the suite's own frames. Formatting that traceback (--tb=auto or short) parses
+    the source of each frame's module, 0.1-0.4 s a time, and it was done three times a
+    failing test: twice by Hypothesis (its Flaky check and observability record, through
+    `item.repr_failure`) and once for the report; most of those failures are expected
+    ones, whose report is then discarded. --tb=long, native or line keeps pytest's format.
     (A class, registered in pytest_configure: this module's own pytest_runtest_makereport is
     the hook wrapper that applies the expectations.)"""
 
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_runtest_makereport(self, item, call):
-        error = call.excinfo.value if call.excinfo is not None else None
-        if (call.when != "call" or not isinstance(error, NonConformance)
-                or item.config.getoption("tbstyle", "auto") not in ("auto", "short")):
-            return None  # pytest's own report
-        longrepr = call.excinfo.getrepr(style="value", funcargs=False)
-        if getattr(error, "__notes__", None):
-            longrepr.addsection("Hypothesis", "\n".join(error.__notes__))
-        item.repr_failure = lambda excinfo: longrepr  # the one step of pytest's report replaced
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_protocol(self, item, nextitem):
+        own = getattr(item, "repr_failure", None)
+        compact = own is not None and item.config.getoption("tbstyle", "auto") in ("auto", "short")
+        if compact:
+            item.repr_failure = lambda excinfo, **options: _compact_repr(excinfo) or own(excinfo, **options)
         try:
-            return pytest.TestReport.from_item_and_call(item, call)
+            yield
         finally:
-            del item.repr_failure
+            if compact:
+                del item.repr_failure
+
+
+def _compact_repr(excinfo):
+    """The report of a NonConformance failure: its message and Hypothesis's notes (None for
+    any other error, which keeps pytest's report)."""
+    error = excinfo.value
+    if not isinstance(error, NonConformance):
+        return None
+    longrepr = excinfo.getrepr(style="value", funcargs=False)
+    if getattr(error, "__notes__", None):
+        longrepr.addsection("Hypothesis", "\n".join(error.__notes__))
+    return longrepr
 
 
 def pytest_configure(config):
