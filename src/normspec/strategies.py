@@ -171,7 +171,12 @@ def _exact(op: str, family: str) -> bool:
 
 def cases_for(adapter, *, op: str, dtype: str, **options):
     """`cases` within what `adapter` declares: its layout, whether BatchNorm trains,
-    cumulative averages and InstanceNorm running statistics (Capabilities)."""
+    cumulative averages and InstanceNorm running statistics (Capabilities).
+    One strategy object per adapter and arguments (`_memo`)."""
+    return _memo(_cases_for, adapter, op=op, dtype=dtype, **options)
+
+
+def _cases_for(adapter, *, op: str, dtype: str, **options):
     caps = adapter.capabilities
     options.setdefault("channel_axis", adapter.conventions.channel_axis)
     options.setdefault("cumulative", caps.cumulative_average)
@@ -181,6 +186,25 @@ def cases_for(adapter, *, op: str, dtype: str, **options):
         options["running_stats"] = True
         options.setdefault("steps", [False])
     return cases(op=op, dtype=dtype, **options)
+
+
+_STRATEGIES: dict = {}
+
+
+def _memo(build, adapter, **arguments):
+    """build(adapter, **arguments), built once per adapter and arguments. The tests draw their
+    case strategy in every example; a strategy built anew costs ~0.15-0.35 ms a draw
+    (validation, and a label Hypothesis computes from the function's source), against the
+    ~3 ms an example takes. The same strategy draws the same examples."""
+    key = (build, adapter, tuple(sorted((name, _hashable(value)) for name, value in arguments.items())))
+    strategy = _STRATEGIES.get(key)
+    if strategy is None:
+        strategy = _STRATEGIES[key] = build(adapter, **arguments)
+    return strategy
+
+
+def _hashable(value):
+    return tuple(_hashable(v) for v in value) if isinstance(value, (list, tuple)) else value
 
 
 def long_slice_case(adapter, *, op: str, dtype: str, family: str, length: int = 4096, seed: int = 0,
@@ -228,8 +252,14 @@ def cotangent(rng, kind: str, shape: tuple, dtype) -> np.ndarray:
     return values.astype(dtype)
 
 
+def backward_cases(adapter, *, op: str, dtype: str, **options):
+    """A one-step Case with a cotangent (`_backward_cases`), one strategy object per adapter and
+    arguments (`_memo`)."""
+    return _memo(_backward_cases, adapter, op=op, dtype=dtype, **options)
+
+
 @st.composite
-def backward_cases(draw, adapter, *, op: str, dtype: str, training=None, **options):
+def _backward_cases(draw, adapter, *, op: str, dtype: str, training=None, **options):
     """A one-step Case with a cotangent (normspec.backward), within what `adapter` declares.
 
     training: None draws it for BatchNorm and InstanceNorm (evaluation BatchNorm gets
