@@ -12,6 +12,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, Phase, settings
 
+import gc
 import hashlib
 import os
 import time
@@ -417,6 +418,16 @@ _SESSION_STATE: list = []
 
 def pytest_sessionstart(session):
     _SESSION_STATE[:] = [session.config.stash[_STATE]]
+
+
+def pytest_collection_finish(session):
+    """Exempt what exists once the tests are collected (the frameworks, their modules, the
+    collected items) from Python's cyclic garbage collector, which walked all of it in every
+    full collection: 15 of them took 3.4 s of a torch float32 run, against 1.9 s for the 22
+    after the freeze (timed with gc.callbacks). Objects made later are collected as before
+    (the Flax adapters' release_compiled relies on that); no result changes."""
+    gc.collect()
+    gc.freeze()
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
