@@ -136,7 +136,7 @@ class Outcome:
     examples: int = 0  # examples run up to and including the first failing one
     examples_in_test: int = 0  # of which in the failing test
     tests: int = 0  # tests run, the failing one included
-    seconds: float = 0.0  # wall time of the mutant's run and its confirmation
+    seconds: float = 0.0  # wall time of the mutant's run (kill_one with confirm=True: and its confirmation)
     cpu_seconds: float = 0.0  # CPU time of the worker process for them
     message: str = ""
     confirmation: str = ""  # what the correct kernel did on the failing test
@@ -176,12 +176,20 @@ def kill_one(name: str, maxfail: int = 1, confirm: bool = True, shrink: bool = F
 def _confirm(cls, record: dict, workdir) -> str:
     """Run the test that killed the mutant on its correct base kernel, with the same
     (derandomized) examples: the kill is the mutation's only if the base passes."""
+    return _confirm_node(confirmation_node(cls, record["nodeid"]), cls.base, workdir)
+
+
+def confirmation_node(cls, nodeid: str) -> str:
+    """The node ID of the test `nodeid` (which killed the mutant `cls`) on the mutant's base."""
+    path, _, name = nodeid.rpartition("::")
+    test, _, params = name.partition("[")
+    return f"{SUITE / os.path.basename(path)}::{test}[{cls.base.id}{params[len(cls.id):-1]}]"
+
+
+def _confirm_node(node: str, base, workdir) -> str:
+    """"passes" if the correct kernel `base` passes the test `node`, else what it did."""
     from normspec.zoo import target
-    path, _, name = record["nodeid"].rpartition("::")
-    base = cls.base()
-    params = name[name.index("[") + 1:-1]
-    node = f"{SUITE / os.path.basename(path)}::{record['test']}[{base.id}{params[len(cls.id):]}]"
-    session = run_session([target(cls.base)], select=[node], workdir=workdir)
+    session = run_session([target(base)], select=[node], workdir=workdir)
     results = [r["status"] for r in session["records"]]
     if results == ["pass"]:
         return "passes"
@@ -221,7 +229,10 @@ def in_worker(function, *args, **kwargs):
 
 def kill(names=None, *, jobs: int | None = None, maxfail: int = 1, confirm: bool = True, shrink: bool = False) -> list:
     """The Outcome (dict) of every mutant, in zoo order, run over `jobs` worker processes.
-    Without shrinking by default: a kill needs the first failure, not the smallest one."""
+    Without shrinking by default: a kill needs the first failure, not the smallest one.
+    Each confirmation (`kill_one`'s) runs once per test and base kernel: many mutants of one
+    base die in the same test (80 kills, 30 distinct confirmations), and a derandomized test
+    on the same kernel gives the same result."""
     from normspec.zoo import MUTANTS, by_name
     names = [by_name(name).id for name in names] if names else [cls.id for cls in MUTANTS]
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(names)))
@@ -229,8 +240,25 @@ def kill(names=None, *, jobs: int | None = None, maxfail: int = 1, confirm: bool
     # their op, the ERR-1 mutants everything before test_errors.
     order = sorted(names, key=lambda n: (not by_name(n).gap, not by_name(n).violates.startswith("ERR")))
     with tempfile.TemporaryDirectory(prefix="normspec-zoo-") as workdir, _pool(jobs) as pool:
-        futures = {name: pool.submit(kill_one, name, maxfail, confirm, shrink, workdir) for name in order}
-        return [futures[name].result() for name in names]
+        kills = {pool.submit(kill_one, name, maxfail, False, shrink, workdir): name for name in order}
+        outcomes, confirmations, waiting = {}, {}, {}  # name -> Outcome; node -> future; future -> names
+        for future in as_completed(kills):
+            name, outcome = kills[future], future.result()
+            outcomes[name] = outcome
+            if confirm and outcome["status"] == "killed":
+                cls = by_name(name)
+                node = confirmation_node(cls, outcome["test"])
+                if node not in confirmations:
+                    confirmations[node] = pool.submit(_confirm_node, node, cls.base, workdir)
+                    waiting[confirmations[node]] = []
+                waiting[confirmations[node]].append(name)
+        for future, confirmed in waiting.items():
+            result = future.result()
+            for name in confirmed:
+                outcomes[name]["confirmation"] = result
+                if result != "passes":
+                    outcomes[name]["status"] = "spurious"
+        return [outcomes[name] for name in names]
 
 
 # ---------------------------------------------------------------- false alarms
