@@ -79,7 +79,8 @@ def put(array, device: str):
 
     For JAX's default device the NumPy array itself: jit's C++ dispatch transfers it, ~13 us a
     call against ~30 us for each jax.device_put (a forward call takes two to four arrays), and
-    the program is the same. Another device gets jax.device_put of the NumPy array (jnp.asarray
+    the computation is the same (its lowered text is not: a persistent cache filled before
+    compiled each program once more). Another device gets jax.device_put of the NumPy array (jnp.asarray
     first would make a JAX array on the default device, and moving that one runs a copy
     executable that XLA compiles once per shape and dtype). The array is copied first because
     JAX may alias its buffer on CPU, and the suite's arrays are the caller's."""

@@ -91,8 +91,8 @@ class CompactNonConformanceReports:
     """A failure that is a NonConformance is shown with its message, which holds the
     evidence and the reproduction, and Hypothesis's notes; not the Python traceback
     through the suite's own frames. Formatting that traceback (--tb=auto or short) parses
-    the source of each frame's module, 0.1-0.4 s a time, and it was done three times a
-    failing test: twice by Hypothesis (its Flaky check and observability record, through
+    the source of each frame's module, ~35 ms a time, and it was done three times a failing
+    test: twice by Hypothesis (its Flaky check and observability record, through
     `item.repr_failure`) and once for the report; most of those failures are expected
     ones, whose report is then discarded. --tb=long, native or line keeps pytest's format.
     (A class, registered in pytest_configure: this module's own pytest_runtest_makereport is
