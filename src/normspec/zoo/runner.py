@@ -136,17 +136,17 @@ class Outcome:
     examples: int = 0  # examples run up to and including the first failing one
     examples_in_test: int = 0  # of which in the failing test
     tests: int = 0  # tests run, the failing one included
-    seconds: float = 0.0  # wall time of the mutant's run (kill_one with confirm=True: and its confirmation)
-    cpu_seconds: float = 0.0  # CPU time of the worker process for them
+    seconds: float = 0.0  # wall time of the mutant's run (its confirmation is shared with other mutants: not counted)
+    cpu_seconds: float = 0.0  # CPU time of the worker process for it
     message: str = ""
     confirmation: str = ""  # what the correct kernel did on the failing test
     clauses_seen: list = field(default_factory=list)  # every clause cited, with --maxfail > 1
     gap: str = ""  # the mutant's documented suite gap, if any
 
 
-def kill_one(name: str, maxfail: int = 1, confirm: bool = True, shrink: bool = False,
-             workdir: str | None = None) -> dict:
-    """Run the ci profile on the mutant `name` until `maxfail` tests fail; the Outcome as a dict."""
+def kill_one(name: str, maxfail: int = 1, shrink: bool = False, workdir: str | None = None) -> dict:
+    """Run the ci profile on the mutant `name` until `maxfail` tests fail; the Outcome as a dict,
+    unconfirmed (`kill` confirms each kill on the base kernel)."""
     from normspec.zoo import by_name, target
     cls = by_name(name)
     started, cpu_started = time.perf_counter(), time.process_time()
@@ -164,19 +164,9 @@ def kill_one(name: str, maxfail: int = 1, confirm: bool = True, shrink: bool = F
         if session["first_failure"] is not None:
             outcome.examples, outcome.examples_in_test, outcome.tests = session["first_failure"][:3]
         outcome.status = "killed" if outcome.clause in cls.caught_by else "wrong-clause"
-        if confirm and outcome.status == "killed":
-            outcome.confirmation = _confirm(cls, first, workdir)
-            if outcome.confirmation != "passes":
-                outcome.status = "spurious"
     outcome.seconds = time.perf_counter() - started
     outcome.cpu_seconds = time.process_time() - cpu_started
     return asdict(outcome)
-
-
-def _confirm(cls, record: dict, workdir) -> str:
-    """Run the test that killed the mutant on its correct base kernel, with the same
-    (derandomized) examples: the kill is the mutation's only if the base passes."""
-    return _confirm_node(confirmation_node(cls, record["nodeid"]), cls.base, workdir)
 
 
 def confirmation_node(cls, nodeid: str) -> str:
@@ -187,7 +177,9 @@ def confirmation_node(cls, nodeid: str) -> str:
 
 
 def _confirm_node(node: str, base, workdir) -> str:
-    """"passes" if the correct kernel `base` passes the test `node`, else what it did."""
+    """Run the test `node` that killed a mutant on its correct base kernel `base`, with the same
+    (derandomized) examples: the kill is the mutation's only if the base passes. "passes",
+    else what the base did."""
     from normspec.zoo import target
     session = run_session([target(base)], select=[node], workdir=workdir)
     results = [r["status"] for r in session["records"]]
@@ -230,7 +222,7 @@ def in_worker(function, *args, **kwargs):
 def kill(names=None, *, jobs: int | None = None, maxfail: int = 1, confirm: bool = True, shrink: bool = False) -> list:
     """The Outcome (dict) of every mutant, in zoo order, run over `jobs` worker processes.
     Without shrinking by default: a kill needs the first failure, not the smallest one.
-    Each confirmation (`kill_one`'s) runs once per test and base kernel: many mutants of one
+    A kill is confirmed (`_confirm_node`) once per test and base kernel: many mutants of one
     base die in the same test (80 kills, 30 distinct confirmations), and a derandomized test
     on the same kernel gives the same result."""
     from normspec.zoo import MUTANTS, by_name
@@ -240,7 +232,7 @@ def kill(names=None, *, jobs: int | None = None, maxfail: int = 1, confirm: bool
     # their op, the ERR-1 mutants everything before test_errors.
     order = sorted(names, key=lambda n: (not by_name(n).gap, not by_name(n).violates.startswith("ERR")))
     with tempfile.TemporaryDirectory(prefix="normspec-zoo-") as workdir, _pool(jobs) as pool:
-        kills = {pool.submit(kill_one, name, maxfail, False, shrink, workdir): name for name in order}
+        kills = {pool.submit(kill_one, name, maxfail, shrink, workdir): name for name in order}
         outcomes, confirmations, waiting = {}, {}, {}  # name -> Outcome; node -> future; future -> names
         for future in as_completed(kills):
             name, outcome = kills[future], future.result()
