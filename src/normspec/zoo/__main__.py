@@ -101,8 +101,9 @@ def print_kill_matrix(outcomes: list, seconds: float, out=sys.stdout) -> None:
               f"total {sum(examples)}", file=out)
     print(f"Clauses that killed: {len(clauses)} ({', '.join(clauses)}); violated clauses covered: "
           f"{len({o['violates'] for o in outcomes})}", file=out)
-    print(f"Wall time: {seconds:.1f} s; CPU time in the workers: {sum(o['cpu_seconds'] for o in outcomes):.1f} s "
-          f"(sum of per-mutant wall times {sum(o['seconds'] for o in outcomes):.1f} s)", file=out)
+    print(f"Wall time: {seconds:.1f} s; CPU time of the mutants' runs: {sum(o['cpu_seconds'] for o in outcomes):.1f} s "
+          f"(sum of their wall times {sum(o['seconds'] for o in outcomes):.1f} s; the shared confirmations "
+          f"not included)", file=out)
 
 
 def _kill(args) -> int:
