@@ -9,12 +9,15 @@ export JAX_COMPILATION_CACHE_DIR=/tmp/jax-cache JAX_PERSISTENT_CACHE_MIN_COMPILE
 python3 -m pip install -q --no-deps --no-build-isolation --no-index -e . >"$OUT/install.log" 2>&1 \
   || { cat "$OUT/install.log"; exit 1; }
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
-python3 -c "import torch, jax, flax, hypothesis; print('torch', torch.__version__, torch.cuda.get_device_name(0)); print('jax', jax.__version__, jax.devices(), 'flax', flax.__version__, 'hypothesis', hypothesis.__version__)"
+python3 -c "import torch, jax, flax, hypothesis; print('torch', torch.__version__, torch.cuda.get_device_name(0)); print('jax', jax.__version__, jax.devices(), 'flax', flax.__version__, 'hypothesis', hypothesis.__version__)" \
+  || { echo "gpu_check.sh: torch sees no CUDA device here; run it on a GPU machine"; exit 1; }
 W=${WORKERS:-14}
+STATUS=0
 step() {  # step NAME pytest-args...: one timed pytest run, its log in $OUT and summary line printed
   local name=$1; shift; local t0=$SECONDS
   python3 -m pytest tests/conformance -q -p no:cacheprovider --normspec-report "$R/$name" "$@" >"$OUT/$name.log" 2>&1
-  echo "$name: rc=$? wall=$((SECONDS - t0))s :: $(tail -n 1 "$OUT/$name.log")"
+  local rc=$?; [ "$rc" -eq 0 ] || STATUS=1
+  echo "$name: rc=$rc wall=$((SECONDS - t0))s :: $(tail -n 1 "$OUT/$name.log")"
 }
 step torch-cuda --adapter torch --adapter torch-channels-last --devices cuda -n "$W"
 step flax-cuda --adapter flax-linen --adapter flax-nnx --devices cuda -n "$W"
@@ -22,3 +25,4 @@ step flax-cuda --adapter flax-linen --adapter flax-nnx --devices cuda -n "$W"
 step flax-cpu-on-gpu-host --adapter flax-linen --devices cpu --dtypes float32 -n "$W"
 tar -C "$R" -czf "$OUT/reports.tgz" . && ls -la "$OUT"
 for f in "$OUT"/*.log; do echo "== $f"; grep -E "^(FAILED|ERROR)|passed|failed" "$f" | head -n 15; done
+exit "$STATUS"  # non-zero when any step had an unexpected result
