@@ -11,13 +11,13 @@ statistics as explicit float32. It does affect any other JAX code in the process
 Compilation dominates the run time (one XLA compile, ~0.1 s on CPU, per new input
 shape and layer structure). The suite draws shapes from a fixed pool per op
 (normspec.shape_pool), so most calls find their executable compiled; `statistics`
-reports the hits and misses for `normspec bench`. JAX's persistent compilation cache
-(JAX_COMPILATION_CACHE_DIR=DIR JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0 in the environment;
-the `jax` tox environment sets both) stores each executable once on disk: a process loads it
-instead of compiling again after `release_compiled`, in another pytest-xdist worker and in
-every later run of the derandomized ci profile (the two Flax APIs lower to different programs
-and share almost none: docs/benchmarks.md). A load is the executable XLA compiled, so the
-numerics are those of a compile.
+reports the hits and misses for `normspec bench`. The calls go through
+_jax_executables, which keeps each compiled executable in memory and, when JAX has a
+compilation cache directory (JAX_COMPILATION_CACHE_DIR=DIR in the environment; the `jax`
+tox environment sets it), on disk: a process loads it instead of compiling again after
+`release_compiled`, in another pytest-xdist worker and in every later run of the
+derandomized ci profile, without tracing the call again. A load is the executable XLA
+compiled, so the numerics are those of a compile.
 
 Every compiled XLA:CPU executable keeps about ten memory mappings of JIT code alive
 while JAX's caches hold it, and a suite run compiles thousands (one per shape drawn):
@@ -39,7 +39,10 @@ jax.config.update("jax_enable_x64", True)
 
 import numpy as np  # noqa: E402
 
+from . import _jax_executables as executables  # noqa: E402
 from .base import Adapter, Capabilities, Conventions, Layer  # noqa: E402
+
+executables.activate()
 
 
 @dataclass(frozen=True)
@@ -131,23 +134,35 @@ class FlaxAdapter(Adapter):
 
     def statistics(self) -> dict:
         """JIT cache use in this process (`normspec bench`): jitted calls that found their
-        executable compiled, in memory or in the persistent cache (hits), those that compiled
-        one (misses), and of the hits those loaded from the persistent cache."""
+        executable compiled, in memory or on disk (hits), those that compiled one (misses), and
+        of the hits those loaded from disk (_jax_executables, or JAX's persistent cache where
+        that is on)."""
         compiles = _JIT["backend_compiles"] - _JIT["persistent_loads"]
         return {"jit_cache_hits": _JIT["calls"] - compiles, "jit_cache_misses": compiles,
-                "jit_persistent_loads": _JIT["persistent_loads"]}
+                "jit_persistent_loads": _JIT["persistent_loads"] + executables.COUNTS["disk_loads"]}
 
     _call = None  # set by each API: staticmethod(call)
 
-    def _apply(self, spec, eps, momentum, params, stats, x, training):
+    def _apply(self, spec, eps, momentum, params, stats, x, training, device):
         release_compiled()
-        return jitted_call(type(self)._call, spec)(params, stats, x, eps, momentum, training=training)
+        call = type(self)._call
+        out_template = (0, None if stats is None else dict.fromkeys(stats, 0))
+        return executables.run(jitted_call(call, spec), ("forward", _name(call), spec, device),
+                               (params, stats, x, eps, momentum), static={"training": training},
+                               out_template=out_template, device=device)
 
     def _fresh_stats(self, spec, eps, momentum):
         raise NotImplementedError
 
+    def _run_init(self, init, spec, eps, momentum):
+        """`init(eps, momentum)`, an API's jitted construction of a BatchNorm for `spec`: its fresh
+        "mean"/"var", on JAX's default device."""
+        return executables.run(init, ("init", _name(type(self)._call), spec), (eps, momentum), static={},
+                               out_template={"mean": 0, "var": 0}, device=None)
+
     def _stateless(self, spec, eps, x, weight, bias, device):
-        output, _ = self._apply(spec, float(eps), None, _params(weight, bias, device), None, put(x, device), False)
+        output, _ = self._apply(spec, float(eps), None, _params(weight, bias, device), None, put(x, device), False,
+                                device)
         return to_numpy(output)
 
     def layer_norm(self, x, *, normalized_shape, weight, bias, eps, device):
@@ -190,8 +205,11 @@ class FlaxAdapter(Adapter):
             else:
                 stats = {"mean": put(running_mean, device), "var": put(running_var, device)}
         params = _params(weight, bias if op != "rms_norm" else None, device)
-        dx, dparams = jitted_vjp(type(self)._call, spec)(params, stats, put(x, device), put(dy, device), eps,
-                                                         _VJP_MOMENTUM, training=bool(training))
+        call = type(self)._call
+        dx, dparams = executables.run(jitted_vjp(call, spec), ("vjp", _name(call), spec, device),
+                                      (params, stats, put(x, device), put(dy, device), eps, _VJP_MOMENTUM),
+                                      static={"training": bool(training)},
+                                      out_template=(0, dict.fromkeys(params, 0)), device=device)
         return {"x": to_numpy(dx), "weight": to_numpy(dparams.get("scale")), "bias": to_numpy(dparams.get("bias"))}
 
     def batch_norm_layer(self, *, num_features, dtype, weight, bias, running_mean, running_var,
@@ -233,7 +251,7 @@ class _BatchNormLayer(Layer):
 
     def __call__(self, x, *, training: bool):
         output, self._stats = self._adapter._apply(self._spec, self._eps, self._momentum, self._params,
-                                                   self._stats, put(x, self._device), bool(training))
+                                                   self._stats, put(x, self._device), bool(training), self._device)
         return to_numpy(output)
 
     def running_stats(self):
@@ -244,6 +262,11 @@ def _params(weight, bias, device) -> dict:
     """Flax's names for the affine parameters in use (None: the module is built without it)."""
     params = {"scale": put(weight, device), "bias": put(bias, device)}
     return {k: v for k, v in params.items() if v is not None}
+
+
+def _name(call) -> str:
+    """The API's call function by name: a key part that is the same in every process."""
+    return f"{call.__module__}.{call.__qualname__}"
 
 
 def _shape(normalized_shape) -> tuple:
@@ -314,6 +337,7 @@ def release_compiled() -> None:
     if mappings > _MAP_LIMIT // 2:
         for cached in _CACHES:
             cached.cache_clear()
+        executables.clear()
         jax.clear_caches()
         gc.collect()
 

@@ -36,7 +36,7 @@ class FlaxLinenAdapter(FlaxAdapter):
     _call = staticmethod(_call)
 
     def _fresh_stats(self, spec: Spec, eps, momentum):
-        return _init_stats(spec)(eps, momentum)
+        return self._run_init(_init_stats(spec), spec, eps, momentum)
 
 
 def _module(spec: Spec, eps, momentum) -> nn.Module:

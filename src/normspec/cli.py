@@ -67,7 +67,7 @@ def _check(args, extra: list, quiet: bool = False) -> int:
                # process (abort, segfault) or hangs in native code (pytest-timeout) fails the
                # test it was in; a new worker takes the rest and the report stays complete.
                # Not --dist loadgroup: after a worker crash it waits for the dead worker forever
-               # (pytest-xdist 3.8); JAX's persistent cache shares executables across workers instead.
+               # (pytest-xdist 3.8); the Flax adapters' executables on disk are shared by the workers instead.
                "-p", "xdist", "-n", str(args.workers), "--dist", "load", "--max-worker-restart", "1000",
                "-p", "timeout", "--timeout", str(args.test_timeout), "--timeout-method", "thread"]
     for flag, value in (("--ops", args.ops), ("--dtypes", args.dtypes), ("--devices", args.devices),

@@ -1,0 +1,147 @@
+"""The Flax adapters' compiled executables, kept by normspec in memory and on disk.
+
+Why: a warm run spent most of its time re-creating executables compiled before. JAX's
+persistent cache is keyed by the lowered program, so each load from it first traces and
+lowers the call again (12-30 ms on a 2-core machine, against ~5 ms to load the executable).
+Here the key is what fixes the program without tracing it: the API's call function, the
+layer Spec, the direction (forward, VJP or a BatchNorm's construction), the training flag,
+the device, and the arguments' tree, shapes and dtypes; on disk also the versions of jax,
+jaxlib and flax, the adapters' own source, JAX's options, XLA_FLAGS and the platform.
+
+The executable is what `jitted.lower(*args).compile()` makes, the ahead-of-time path of the
+same `jax.jit`, so it computes what the jitted call computes (tests/test_adapters.py holds one
+loaded from disk to a fresh jit call, bit for bit).
+
+On disk: the folder `normspec-executables` in JAX's compilation cache directory, when one
+is set (`JAX_COMPILATION_CACHE_DIR`; the `jax` tox environment sets it), one compressed file
+per executable, written atomically so that pytest-xdist workers and later runs share them.
+Like JAX's own cache, loading an executable runs code from that folder: keep it private.
+It replaces JAX's persistent cache in the process: `activate` turns that off before the
+first compilation, since JAX decides once per process whether to use it. Only fresh
+compilations may be written: in jax 0.10.2 an executable that JAX loaded from its cache
+serializes into a copy that fails when run ("Function wrapped_reduce not found"), so a
+compilation during which JAX reports a cache hit stays in memory only.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import zlib
+from pathlib import Path
+
+import jax
+from jax.experimental import serialize_executable
+
+_FORMAT = "normspec-executable-1"
+_SOURCES = ("_jax_common.py", "_jax_executables.py", "flax_linen.py", "flax_nnx.py")
+
+COUNTS = {"compiles": 0, "disk_loads": 0}
+_loaded: dict = {}  # key -> jax.stages.Compiled, until `clear`
+_environment: str | None = None
+_jax_cache_hits = 0
+_directory: Path | None = None
+
+
+def activate() -> None:
+    """Keep executables on disk when JAX has a compilation cache directory, and turn JAX's
+    own persistent cache off for this process (the module docstring says why)."""
+    global _directory
+    root = jax.config.jax_compilation_cache_dir
+    if root:
+        _directory = Path(root) / "normspec-executables"
+        jax.config.update("jax_enable_compilation_cache", False)
+
+
+def _count_jax_cache_hit(event: str, **kwargs) -> None:
+    global _jax_cache_hits
+    if event == "/jax/compilation_cache/cache_hits":
+        _jax_cache_hits += 1
+
+
+jax.monitoring.register_event_listener(_count_jax_cache_hit)
+
+
+def run(jitted, key: tuple, args: tuple, *, static: dict, out_template, device):
+    """jitted(*args, **static), through the executable for `key` and the arguments' signature:
+    in memory, else loaded from disk, else compiled (and written to disk). `out_template` has
+    the output's tree structure (its leaves are ignored)."""
+    full_key = key + (tuple(sorted(static.items())), _signature(args))
+    compiled = _loaded.get(full_key)
+    if compiled is None:
+        path = _path(full_key)
+        compiled = _load(path, args, out_template, device) if path is not None else None
+        if compiled is None:
+            compiled = _compile(jitted, path, args, static, out_template)
+        _loaded[full_key] = compiled
+    return compiled(*args)
+
+
+def clear() -> None:
+    """Drop the executables held in memory (_jax_common.release_compiled)."""
+    _loaded.clear()
+
+
+def _signature(args) -> tuple:
+    """What of the arguments fixes the program: their tree and, per leaf, a Python scalar's type
+    or an array's shape and dtype (and a JAX array's weak type and commitment to its device)."""
+    leaves, tree = jax.tree.flatten(args)
+    return str(tree), tuple(type(leaf).__name__ if isinstance(leaf, (bool, int, float)) else
+                            (tuple(leaf.shape), str(leaf.dtype), getattr(leaf, "weak_type", None),
+                             getattr(leaf, "committed", None)) for leaf in leaves)
+
+
+def _path(full_key) -> Path | None:
+    if _directory is None:
+        return None
+    name = hashlib.sha256(repr((_FORMAT, _environment_key(), full_key)).encode()).hexdigest()
+    return _directory / name
+
+
+def _environment_key() -> str:
+    global _environment
+    if _environment is None:
+        import flax
+        import jaxlib
+        here = Path(__file__).parent
+        sources = hashlib.sha256(b"".join((here / name).read_bytes() for name in _SOURCES)).hexdigest()
+        platforms = [(d.platform, d.device_kind, d.client.platform_version) for d in jax.devices()]
+        # Every JAX option with a plain value (x64, dtype promotion, default precision, ...).
+        options = sorted((name, value) for name, value in jax.config.values.items()
+                         if value is None or isinstance(value, (bool, int, float, str)))
+        _environment = repr((jax.__version__, jaxlib.__version__, flax.__version__, options,
+                             os.environ.get("XLA_FLAGS", ""), platforms, sources))
+    return _environment
+
+
+def _load(path: Path, args, out_template, device):
+    try:
+        payload = zlib.decompress(path.read_bytes())
+    except (OSError, zlib.error):
+        return None  # not there yet (or unreadable): compile
+    from ._jax_common import jax_device
+    target = jax.devices()[0] if device is None else jax_device(device)
+    try:
+        compiled = serialize_executable.deserialize_and_load(
+            payload, jax.tree.structure((args, {})), jax.tree.structure(out_template),
+            backend=target.client, execution_devices=[target])
+    except Exception:  # noqa: BLE001 - a stale or damaged file: compile again and replace it
+        return None
+    COUNTS["disk_loads"] += 1
+    return compiled
+
+
+def _compile(jitted, path: Path | None, args, static, out_template):
+    hits = _jax_cache_hits
+    compiled = jitted.lower(*args, **static).compile()
+    COUNTS["compiles"] += 1
+    fresh = _jax_cache_hits == hits  # not loaded from JAX's cache (see the module docstring)
+    if path is not None and fresh and compiled.out_tree == jax.tree.structure(out_template):
+        try:
+            payload, _, _ = serialize_executable.serialize(compiled)
+        except (ValueError, NotImplementedError):
+            return compiled  # this executable cannot be serialized: it stays in memory only
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+        partial.write_bytes(zlib.compress(payload, 1))
+        os.replace(partial, path)  # atomic: another worker reads the whole file or none
+    return compiled
