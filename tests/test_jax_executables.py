@@ -1,6 +1,7 @@
 """The Flax adapters' executable cache (adapters/_jax_executables.py) must not change a result:
 a process that loads every executable from disk answers as the process that compiled them
-did, bit for bit, and an executable compiled ahead of time answers as `jax.jit` does.
+did, bit for bit; a damaged file is compiled again and replaced, not run or trusted; and an
+executable compiled ahead of time answers as `jax.jit` does.
 
 Skipped where JAX or Flax is not installed (the `jax` tox environment runs it).
 """
@@ -55,6 +56,20 @@ def test_executables_loaded_from_disk_answer_as_compiled_ones(adapter_id, tmp_pa
     for name in compiled.files:
         np.testing.assert_array_equal(loaded[name], compiled[name], err_msg=f"{adapter_id} {name}: loaded from "
                                       "disk it differs from the freshly compiled executable's")
+
+
+@pytest.mark.parametrize("adapter_id", ["flax-linen"])
+def test_a_damaged_executable_file_is_compiled_again(adapter_id, tmp_path):
+    compiled_counts, compiled = _run(adapter_id, tmp_path / "cache", tmp_path / "compiled.npz")
+    files = list((tmp_path / "cache" / "normspec-executables").iterdir())
+    assert len(files) == compiled_counts["compiles"], "every fresh compilation should be on disk"
+    for path in files:  # what a disk error or a foreign file would leave
+        path.write_bytes(b"not an executable")
+    recompiled_counts, recompiled = _run(adapter_id, tmp_path / "cache", tmp_path / "recompiled.npz")
+    assert recompiled_counts == compiled_counts, recompiled_counts
+    for name in compiled.files:
+        np.testing.assert_array_equal(recompiled[name], compiled[name], err_msg=f"{adapter_id} {name}")
+    assert all(path.read_bytes() != b"not an executable" for path in files), "damaged files should be replaced"
 
 
 @pytest.mark.parametrize("adapter_id", ["flax-linen", "flax-nnx"])
