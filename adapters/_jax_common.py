@@ -137,9 +137,10 @@ class FlaxAdapter(Adapter):
         executable compiled, in memory or on disk (hits), those that compiled one (misses), and
         of the hits those loaded from disk (_jax_executables, or JAX's persistent cache where
         that is on)."""
-        compiles = _JIT["backend_compiles"] - _JIT["persistent_loads"]
+        jax_cache_loads = executables.COUNTS["jax_cache_loads"]
+        compiles = _JIT["backend_compiles"] - jax_cache_loads
         return {"jit_cache_hits": _JIT["calls"] - compiles, "jit_cache_misses": compiles,
-                "jit_persistent_loads": _JIT["persistent_loads"] + executables.COUNTS["disk_loads"]}
+                "jit_persistent_loads": jax_cache_loads + executables.COUNTS["disk_loads"]}
 
     _call = None  # set by each API: staticmethod(call)
 
@@ -302,22 +303,17 @@ def _map_limit() -> int | None:
 _MAP_LIMIT = _map_limit()
 
 
-_JIT = {"calls": 0, "backend_compiles": 0, "persistent_loads": 0}
+_JIT = {"calls": 0, "backend_compiles": 0}
 
 
 def _count_backend_compile(event: str, duration: float, **kwargs) -> None:
-    # Also recorded for an executable loaded from the persistent cache (counted below).
+    # Also recorded for an executable loaded from JAX's persistent cache (counted in
+    # executables.COUNTS["jax_cache_loads"]).
     if event == "/jax/core/compile/backend_compile_duration":
         _JIT["backend_compiles"] += 1
 
 
-def _count_persistent_load(event: str, **kwargs) -> None:
-    if event == "/jax/compilation_cache/cache_hits":
-        _JIT["persistent_loads"] += 1
-
-
 jax.monitoring.register_event_duration_secs_listener(_count_backend_compile)
-jax.monitoring.register_event_listener(_count_persistent_load)
 
 
 def release_compiled() -> None:

@@ -9,8 +9,9 @@ the device, and the arguments' tree, shapes and dtypes; on disk also the version
 jaxlib and flax, the adapters' own source, JAX's options, XLA_FLAGS and the platform.
 
 The executable is what `jitted.lower(*args).compile()` makes, the ahead-of-time path of the
-same `jax.jit`, so it computes what the jitted call computes (tests/test_adapters.py holds one
-loaded from disk to a fresh jit call, bit for bit).
+same `jax.jit`, so it computes what the jitted call computes (tests/test_jax_executables.py
+holds executables loaded from disk to freshly compiled ones, and an ahead-of-time executable
+to a jit call, bit for bit).
 
 On disk: the folder `normspec-executables` in JAX's compilation cache directory, when one
 is set (`JAX_COMPILATION_CACHE_DIR`; the `jax` tox environment sets it), one compressed file
@@ -35,10 +36,11 @@ from jax.experimental import serialize_executable
 _FORMAT = "normspec-executable-1"
 _SOURCES = ("_jax_common.py", "_jax_executables.py", "flax_linen.py", "flax_nnx.py")
 
-COUNTS = {"compiles": 0, "disk_loads": 0}
+# compiles: fresh ones here; disk_loads: from this module's folder; jax_cache_loads: executables
+# JAX loaded from its own persistent cache (where that is on: any jitted call in the process).
+COUNTS = {"compiles": 0, "disk_loads": 0, "jax_cache_loads": 0}
 _loaded: dict = {}  # key -> jax.stages.Compiled, until `clear`
 _environment: str | None = None
-_jax_cache_hits = 0
 _directory: Path | None = None
 
 
@@ -53,9 +55,8 @@ def activate() -> None:
 
 
 def _count_jax_cache_hit(event: str, **kwargs) -> None:
-    global _jax_cache_hits
     if event == "/jax/compilation_cache/cache_hits":
-        _jax_cache_hits += 1
+        COUNTS["jax_cache_loads"] += 1
 
 
 jax.monitoring.register_event_listener(_count_jax_cache_hit)
@@ -131,10 +132,10 @@ def _load(path: Path, args, out_template, device):
 
 
 def _compile(jitted, path: Path | None, args, static, out_template):
-    hits = _jax_cache_hits
+    hits = COUNTS["jax_cache_loads"]
     compiled = jitted.lower(*args, **static).compile()
     COUNTS["compiles"] += 1
-    fresh = _jax_cache_hits == hits  # not loaded from JAX's cache (see the module docstring)
+    fresh = COUNTS["jax_cache_loads"] == hits  # not loaded from JAX's cache (see the module docstring)
     if path is not None and fresh and compiled.out_tree == jax.tree.structure(out_template):
         try:
             payload, _, _ = serialize_executable.serialize(compiled)

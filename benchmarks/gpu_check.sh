@@ -5,7 +5,7 @@
 set -u
 OUT=${OUT:-gpu-check-out}; mkdir -p "$OUT"; R=/tmp/normspec-gpu-reports; rm -rf "$R"; mkdir -p "$R"
 export PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false
-export JAX_COMPILATION_CACHE_DIR=/tmp/jax-cache JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0
+export JAX_COMPILATION_CACHE_DIR=/tmp/jax-cache  # the Flax adapters' executables (adapters/_jax_executables.py)
 python3 -m pip install -q --no-deps --no-build-isolation --no-index -e . >"$OUT/install.log" 2>&1 \
   || { cat "$OUT/install.log"; exit 1; }
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
