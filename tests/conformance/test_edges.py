@@ -2,6 +2,8 @@
 weight or a bias alone, slices of one element, and non-finite parameters or running
 statistics. Each is a differential check against the reference (run_case)."""
 import dataclasses
+import functools
+import itertools
 
 import numpy as np
 import pytest
@@ -59,24 +61,36 @@ def test_weight_or_bias_alone(adapter, op, dtype, device, kind, data):
     run_case(adapter, dataclasses.replace(case, params={**case.params, dropped: None}), device)
 
 
+_SEED, _ONE_ELEMENT_EPS = st.integers(0, 2**32 - 1), st.sampled_from([1e-5, 1e-3])
+
+
+@functools.lru_cache(maxsize=None)
+def _one_element_shapes(op: str, channel_axis: int) -> st.SearchStrategy:
+    """(shape, attrs) whose every slice has one element, for a batch of 1 and of 3 and 1 and 5
+    channels (one, and a non-power of two) at every rank: a fixed set, smallest first, so that
+    a JIT-compiled framework compiles each shape once (normspec.shape_pool's reason)."""
+    shapes = []
+    for batch, channels in itertools.product((1, 3), (1, 5)):
+        if not OPS[op].channel_axis:
+            shapes.append(((batch, channels, 1), {"normalized_shape": (1,)}))
+            continue
+        for rank in range(OPS[op].ranks[0], OPS[op].ranks[1] + 1):
+            dims = [batch] + [1] * (rank - 2)
+            dims.insert(1 if channel_axis == 1 else len(dims), channels)
+            shapes.append((tuple(dims), {"num_groups": channels} if op == "group_norm" else {}))
+    return st.sampled_from(sorted(shapes, key=lambda item: (int(np.prod(item[0])), item[0])))
+
+
 @st.composite
 def _one_element_slices(draw, adapter, *, op, dtype):
     """A case whose every slice has one element: LayerNorm/RMSNorm over a trailing axis of
     length 1, GroupNorm with one channel per group and no spatial extent, InstanceNorm
     with one spatial position."""
     np_dtype, axis = numpy_dtype(dtype), adapter.conventions.channel_axis
-    batch, channels = draw(st.integers(1, 4)), draw(st.integers(1, 5))
-    if OPS[op].channel_axis:
-        spatial = [1] * (draw(st.integers(*OPS[op].ranks)) - 2)
-        dims = [batch] + spatial
-        dims.insert(1 if axis == 1 else len(dims), channels)
-        shape, attrs = tuple(dims), ({"num_groups": channels} if op == "group_norm" else {})
-        params_shape = (channels,)
-    else:
-        shape, attrs = (batch, channels, 1), {"normalized_shape": (1,)}
-        params_shape = (1,)
-    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    eps = draw(st.sampled_from([1e-5, 1e-3]))
+    shape, attrs = draw(_one_element_shapes(op, axis))
+    params_shape = (shape[axis % len(shape)],) if OPS[op].channel_axis else (1,)
+    rng = np.random.default_rng(draw(_SEED))
+    eps = draw(_ONE_ELEMENT_EPS)
     x = fill(rng, "dyadic_grid", shape, slice_ids(op, shape, attrs, axis), np_dtype, eps)
     params = {"weight": rng.uniform(0.5, 2, params_shape).astype(np_dtype),
               "bias": None if op == "rms_norm" else np.round(rng.uniform(-2, 2, params_shape), 2).astype(np_dtype)}
