@@ -147,10 +147,8 @@ class FlaxAdapter(Adapter):
     def _apply(self, spec, eps, momentum, params, stats, x, training, device):
         release_compiled()
         call = type(self)._call
-        out_template = (0, None if stats is None else dict.fromkeys(stats, 0))
         return executables.run(jitted_call(call, spec), ("forward", _name(call), spec, device),
-                               (params, stats, x, eps, momentum), static={"training": training},
-                               out_template=out_template, device=device)
+                               (params, stats, x, eps, momentum), static={"training": training}, device=device)
 
     def _fresh_stats(self, spec, eps, momentum):
         raise NotImplementedError
@@ -159,7 +157,7 @@ class FlaxAdapter(Adapter):
         """`init(eps, momentum)`, an API's jitted construction of a BatchNorm for `spec`: its fresh
         "mean"/"var", on JAX's default device."""
         return executables.run(init, ("init", _name(type(self)._call), spec), (eps, momentum), static={},
-                               out_template={"mean": 0, "var": 0}, device=None)
+                               device=None)
 
     def _stateless(self, spec, eps, x, weight, bias, device):
         output, _ = self._apply(spec, float(eps), None, _params(weight, bias, device), None, put(x, device), False,
@@ -209,8 +207,7 @@ class FlaxAdapter(Adapter):
         call = type(self)._call
         dx, dparams = executables.run(jitted_vjp(call, spec), ("vjp", _name(call), spec, device),
                                       (params, stats, put(x, device), put(dy, device), eps, _VJP_MOMENTUM),
-                                      static={"training": bool(training)},
-                                      out_template=(0, dict.fromkeys(params, 0)), device=device)
+                                      static={"training": bool(training)}, device=device)
         return {"x": to_numpy(dx), "weight": to_numpy(dparams.get("scale")), "bias": to_numpy(dparams.get("bias"))}
 
     def batch_norm_layer(self, *, num_features, dtype, weight, bias, running_mean, running_var,

@@ -27,13 +27,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 import zlib
 from pathlib import Path
 
 import jax
 from jax.experimental import serialize_executable
 
-_FORMAT = "normspec-executable-1"
+_FORMAT = "normspec-executable-2"  # 2: the file holds the executable's in/out trees
 _SOURCES = ("_jax_common.py", "_jax_executables.py", "flax_linen.py", "flax_nnx.py")
 
 # compiles: fresh ones here; disk_loads: from this module's folder; jax_cache_loads: executables
@@ -62,17 +63,16 @@ def _count_jax_cache_hit(event: str, **kwargs) -> None:
 jax.monitoring.register_event_listener(_count_jax_cache_hit)
 
 
-def run(jitted, key: tuple, args: tuple, *, static: dict, out_template, device):
+def run(jitted, key: tuple, args: tuple, *, static: dict, device):
     """jitted(*args, **static), through the executable for `key` and the arguments' signature:
-    in memory, else loaded from disk, else compiled (and written to disk). `out_template` has
-    the output's tree structure (its leaves are ignored)."""
+    in memory, else loaded from disk, else compiled (and written to disk)."""
     full_key = key + (tuple(sorted(static.items())), _signature(args))
     compiled = _loaded.get(full_key)
     if compiled is None:
         path = _path(full_key)
-        compiled = _load(path, args, out_template, device) if path is not None else None
+        compiled = _load(path, device) if path is not None else None
         if compiled is None:
-            compiled = _compile(jitted, path, args, static, out_template)
+            compiled = _compile(jitted, path, args, static)
         _loaded[full_key] = compiled
     return compiled(*args)
 
@@ -114,35 +114,34 @@ def _environment_key() -> str:
     return _environment
 
 
-def _load(path: Path, args, out_template, device):
+def _load(path: Path, device):
     try:
-        payload = zlib.decompress(path.read_bytes())
-    except (OSError, zlib.error):
-        return None  # not there yet (or unreadable): compile
+        payload, in_tree, out_tree = pickle.loads(zlib.decompress(path.read_bytes()))
+    except Exception:  # noqa: BLE001 - not there yet, unreadable or damaged: compile (and replace it)
+        return None
     from ._jax_common import jax_device
     target = jax.devices()[0] if device is None else jax_device(device)
     try:
-        compiled = serialize_executable.deserialize_and_load(
-            payload, jax.tree.structure((args, {})), jax.tree.structure(out_template),
-            backend=target.client, execution_devices=[target])
+        compiled = serialize_executable.deserialize_and_load(payload, in_tree, out_tree, backend=target.client,
+                                                             execution_devices=[target])
     except Exception:  # noqa: BLE001 - a stale or damaged file: compile again and replace it
         return None
     COUNTS["disk_loads"] += 1
     return compiled
 
 
-def _compile(jitted, path: Path | None, args, static, out_template):
+def _compile(jitted, path: Path | None, args, static):
     hits = COUNTS["jax_cache_loads"]
     compiled = jitted.lower(*args, **static).compile()
     COUNTS["compiles"] += 1
     fresh = COUNTS["jax_cache_loads"] == hits  # not loaded from JAX's cache (see the module docstring)
-    if path is not None and fresh and compiled.out_tree == jax.tree.structure(out_template):
+    if path is not None and fresh:
         try:
-            payload, _, _ = serialize_executable.serialize(compiled)
+            serialized = serialize_executable.serialize(compiled)  # (payload, in_tree, out_tree)
         except (ValueError, NotImplementedError):
             return compiled  # this executable cannot be serialized: it stays in memory only
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
-        partial.write_bytes(zlib.compress(payload, 1))
+        partial.write_bytes(zlib.compress(pickle.dumps(serialized), 1))
         os.replace(partial, path)  # atomic: another worker reads the whole file or none
     return compiled
