@@ -11,7 +11,7 @@ from hypothesis import assume, given, strategies as st
 
 from normspec.cases import Case, numpy_dtype, run_case
 from normspec.registry import OPS, slice_ids
-from normspec.strategies import cases_for, fill
+from normspec.strategies import SEEDS, cases_for, fill
 
 _NONZERO_SPREAD = ("well_conditioned", "dyadic_grid", "exact_statistics", "large_offset")
 
@@ -61,7 +61,7 @@ def test_weight_or_bias_alone(adapter, op, dtype, device, kind, data):
     run_case(adapter, dataclasses.replace(case, params={**case.params, dropped: None}), device)
 
 
-_SEED, _ONE_ELEMENT_EPS = st.integers(0, 2**32 - 1), st.sampled_from([1e-5, 1e-3])
+_ONE_ELEMENT_EPS = st.sampled_from([1e-5, 1e-3])
 
 
 @functools.lru_cache(maxsize=None)
@@ -89,7 +89,7 @@ def _one_element_slices(draw, adapter, *, op, dtype):
     np_dtype, axis = numpy_dtype(dtype), adapter.conventions.channel_axis
     shape, attrs = draw(_one_element_shapes(op, axis))
     params_shape = (shape[axis % len(shape)],) if OPS[op].channel_axis else (1,)
-    rng = np.random.default_rng(draw(_SEED))
+    rng = np.random.default_rng(draw(SEEDS))
     eps = draw(_ONE_ELEMENT_EPS)
     x = fill(rng, "dyadic_grid", shape, slice_ids(op, shape, attrs, axis), np_dtype, eps)
     params = {"weight": rng.uniform(0.5, 2, params_shape).astype(np_dtype),
