@@ -10,7 +10,7 @@ import importlib
 
 from normspec.errors import UsageError
 
-from .base import DTYPES, OPS, Adapter, Capabilities, Conventions, FunctionalAdapter, FunctionalLayer, Layer
+from .base import DTYPES, OP_NAMES, Adapter, Capabilities, Conventions, FunctionalAdapter, FunctionalLayer, Layer
 
 BUILTIN = {
     "numpy": "normspec.adapters.numpy_reference:NumpyReferenceAdapter",
@@ -20,6 +20,12 @@ BUILTIN = {
     "flax-nnx": "normspec.adapters.flax_nnx:FlaxNnxAdapter",
     "keras": "normspec.adapters.keras_layers:KerasAdapter",
     "tf-nn": "normspec.adapters.tf_nn:TfNnAdapter",
+    "keras-jax": "normspec.adapters.keras_jax:KerasJaxAdapter",
+    "keras-torch": "normspec.adapters.keras_torch:KerasTorchAdapter",
+    "onnx-reference": "normspec.adapters.onnx_reference:OnnxReferenceAdapter",
+    "onnxruntime": "normspec.adapters.onnx_runtime:OnnxRuntimeAdapter",
+    "equinox": "normspec.adapters.equinox_nn:EquinoxAdapter",
+    "equinox-bn-batch": "normspec.adapters.equinox_nn:EquinoxBatchModeAdapter",
 }
 
 
@@ -56,8 +62,10 @@ def load_adapter(target: str) -> Adapter:
 
 def _extra(target: str) -> str:
     return {"torch-channels-last": "torch", "flax-linen": "jax", "flax-nnx": "jax",
-            "keras": "tensorflow", "tf-nn": "tensorflow"}.get(target, target)
+            "keras": "tensorflow", "tf-nn": "tensorflow",
+            "onnx-reference": "onnx", "onnxruntime": "onnx",
+            "equinox-bn-batch": "equinox"}.get(target, target)
 
 
-__all__ = ["Adapter", "FunctionalAdapter", "Capabilities", "Conventions", "Layer", "FunctionalLayer", "BUILTIN", "OPS", "DTYPES",
+__all__ = ["Adapter", "FunctionalAdapter", "Capabilities", "Conventions", "Layer", "FunctionalLayer", "BUILTIN", "OP_NAMES", "DTYPES",
            "load_adapter"]

@@ -1,6 +1,6 @@
 """What the Flax adapters (`flax-linen`, `flax-nnx`) share: the JAX setup, the
-description of one layer configuration (`Spec`), array placement and the adapter
-methods, written once against two hooks each Flax API implements.
+description of one layer configuration (`LayerStructure`), array placement and the
+adapter methods, written once against two hooks each Flax API implements.
 
 Importing this module turns on `jax_enable_x64` for the whole process: without it
 JAX silently computes float64 inputs in float32, so the float64 cases would test a
@@ -8,30 +8,14 @@ configuration no float64 user has. It changes no other dtype the adapters use:
 every module gets explicit dtype/param_dtype, and Flax creates its batch
 statistics as explicit float32. It does affect any other JAX code in the process.
 
-Compilation dominates the run time (one XLA compile, ~0.1 s on CPU, per new input
-shape and layer structure). The suite draws shapes from a fixed pool per op
-(normspec.shape_pool), so most calls find their executable compiled; `statistics`
-reports the hits and misses for `normspec bench`. The calls go through
-_jax_executables, which keeps each compiled executable in memory and, when JAX has a
-compilation cache directory (JAX_COMPILATION_CACHE_DIR=DIR in the environment; the `jax`
-tox environment sets it), on disk: a process loads it instead of compiling again after
-`release_compiled`, in another pytest-xdist worker and in every later run of the
-derandomized ci profile, without tracing the call again. A load is the executable XLA
-compiled, so the numerics are those of a compile.
-
-Every compiled XLA:CPU executable keeps about ten memory mappings of JIT code alive
-while JAX's caches hold it, and a suite run compiles thousands (one per shape drawn):
-at Linux's default vm.max_map_count (65530) the next compile's mmap fails and XLA
-segfaults inside backend_compile_and_load. `release_compiled` therefore drops all
-compiled code (jax.clear_caches() and the per-Spec caches here) once the process
-holds half of its mapping limit; later calls just compile again.
+Every call is a jitted one, compiled once per input shape and layer structure: the
+suite draws shapes from a fixed pool per op (normspec.shape_pool), so most calls find
+their executable compiled (in memory or on disk: _jax_executables), and the process
+stays within its resources (_jax_process).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
-
-import gc
 
 import jax
 
@@ -40,13 +24,14 @@ jax.config.update("jax_enable_x64", True)
 import numpy as np  # noqa: E402
 
 from . import _jax_executables as executables  # noqa: E402
-from .base import Adapter, Capabilities, Conventions, Layer  # noqa: E402
+from ._jax_process import JIT_COUNTS, cache  # noqa: E402
+from .base import OP_NAMES, Adapter, Capabilities, Conventions, Layer  # noqa: E402
 
 executables.activate()
 
 
 @dataclass(frozen=True)
-class Spec:
+class LayerStructure:
     """The structure of one layer: the key of the jit caches.
 
     features: normalized_shape (LayerNorm, RMSNorm) or (C,) for the channel ops.
@@ -80,10 +65,8 @@ def put(array, device: str):
     """A NumPy array (bfloat16 as ml_dtypes) as an argument of a jitted call on `device`; None
     stays None.
 
-    For JAX's default device the NumPy array itself: jit's C++ dispatch transfers it, ~13 us a
-    call against ~30 us for each jax.device_put (a forward call takes two to four arrays), and
-    the computation is the same (its lowered text is not: a persistent cache filled before
-    compiled each program once more). Another device gets jax.device_put of the NumPy array (jnp.asarray
+    For JAX's default device the NumPy array itself: jit's C++ dispatch transfers it faster
+    than a jax.device_put would (docs/benchmarks.md), and the computation is the same. Another device gets jax.device_put of the NumPy array (jnp.asarray
     first would make a JAX array on the default device, and moving that one runs a copy
     executable that XLA compiles once per shape and dtype). The array is copied first because
     JAX may alias its buffer on CPU, and the suite's arrays are the caller's."""
@@ -111,12 +94,13 @@ def gpu_status():
 class FlaxAdapter(Adapter):
     """The adapter methods of both Flax APIs. A subclass sets
 
-    `_call(spec, params, stats, x, eps, momentum, training)` -> (output, new stats
-        or None), a staticmethod: one un-jitted call of the Flax module for `spec`;
+    `_call(structure, params, stats, x, eps, momentum, training)` -> (output, new stats
+        or None), a staticmethod: one un-jitted call of the Flax module for `structure`;
         params holds "scale"/"bias" (those in use), stats holds "mean"/"var" for
-        BatchNorm (None otherwise). The forward jits it per Spec (`jitted_call`),
+        BatchNorm (None otherwise). The forward jits it per LayerStructure (`jitted_call`),
         the backward differentiates it with `jax.vjp` (`jitted_vjp`);
-    `_fresh_stats(spec, eps, momentum)` -> "mean"/"var" of a freshly built BatchNorm.
+    `_init_stats(structure)` -> the jitted construction of a BatchNorm for `structure`, a staticmethod:
+        (eps, momentum) -> its fresh "mean"/"var".
     """
 
     framework = "flax"
@@ -127,7 +111,7 @@ class FlaxAdapter(Adapter):
                      "instance_norm": 1e-6, "rms_norm": 1e-6})
     capabilities = Capabilities(devices=("cpu", "cuda"), cumulative_average=False,
                                 instance_norm_running_stats=False,
-                                backward_ops=("batch_norm", "layer_norm", "group_norm", "instance_norm", "rms_norm"))
+                                backward_ops=OP_NAMES)
 
     def device_status(self) -> dict:
         return {"cpu": None, "cuda": gpu_status()}
@@ -138,51 +122,52 @@ class FlaxAdapter(Adapter):
         of the hits those loaded from disk (_jax_executables, or JAX's persistent cache where
         that is on)."""
         jax_cache_loads = executables.COUNTS["jax_cache_loads"]
-        compiles = _JIT["backend_compiles"] - jax_cache_loads
-        return {"jit_cache_hits": _JIT["calls"] - compiles, "jit_cache_misses": compiles,
+        compiles = JIT_COUNTS["backend_compiles"] - jax_cache_loads
+        return {"jit_cache_hits": JIT_COUNTS["calls"] - compiles, "jit_cache_misses": compiles,
                 "jit_persistent_loads": jax_cache_loads + executables.COUNTS["disk_loads"]}
 
     _call = None  # set by each API: staticmethod(call)
 
-    def _apply(self, spec, eps, momentum, params, stats, x, training, device):
-        release_compiled()
+    def _apply(self, structure, eps, momentum, params, stats, x, training, device):
         call = type(self)._call
-        return executables.run(jitted_call(call, spec), ("forward", _name(call), spec, device),
+        return executables.run(jitted_call(call, structure), ("forward", _name(call), structure, device),
                                (params, stats, x, eps, momentum), static={"training": training}, device=device)
 
-    def _fresh_stats(self, spec, eps, momentum):
-        raise NotImplementedError
+    _init_stats = None  # set by each API: staticmethod(structure -> jitted (eps, momentum) -> fresh "mean"/"var")
 
-    def _run_init(self, init, spec, eps, momentum):
-        """`init(eps, momentum)`, an API's jitted construction of a BatchNorm for `spec`: its fresh
+    def _fresh_stats(self, structure, eps, momentum):
+        return self._run_init(type(self)._init_stats(structure), structure, eps, momentum)
+
+    def _run_init(self, init, structure, eps, momentum):
+        """`init(eps, momentum)`, an API's jitted construction of a BatchNorm for `structure`: its fresh
         "mean"/"var", on JAX's default device."""
-        return executables.run(init, ("init", _name(type(self)._call), spec), (eps, momentum), static={},
+        return executables.run(init, ("init", _name(type(self)._call), structure), (eps, momentum), static={},
                                device=None)
 
-    def _stateless(self, spec, eps, x, weight, bias, device):
-        output, _ = self._apply(spec, float(eps), None, _params(weight, bias, device), None, put(x, device), False,
+    def _stateless(self, structure, eps, x, weight, bias, device):
+        output, _ = self._apply(structure, float(eps), None, _params(weight, bias, device), None, put(x, device), False,
                                 device)
         return to_numpy(output)
 
     def layer_norm(self, x, *, normalized_shape, weight, bias, eps, device):
-        spec = Spec("layer_norm", str(x.dtype), _shape(normalized_shape), weight is not None, bias is not None)
-        return self._stateless(spec, eps, x, weight, bias, device)
+        structure = LayerStructure("layer_norm", str(x.dtype), _shape(normalized_shape), weight is not None, bias is not None)
+        return self._stateless(structure, eps, x, weight, bias, device)
 
     def rms_norm(self, x, *, normalized_shape, weight, eps, device):
-        spec = Spec("rms_norm", str(x.dtype), _shape(normalized_shape), weight is not None, False)
-        return self._stateless(spec, eps, x, weight, None, device)
+        structure = LayerStructure("rms_norm", str(x.dtype), _shape(normalized_shape), weight is not None, False)
+        return self._stateless(structure, eps, x, weight, None, device)
 
     def group_norm(self, x, *, num_groups, weight, bias, eps, device):
-        spec = Spec("group_norm", str(x.dtype), (x.shape[-1],), weight is not None, bias is not None,
+        structure = LayerStructure("group_norm", str(x.dtype), (x.shape[-1],), weight is not None, bias is not None,
                     num_groups=int(num_groups))
-        return self._stateless(spec, eps, x, weight, bias, device)
+        return self._stateless(structure, eps, x, weight, bias, device)
 
     def instance_norm_layer(self, *, num_features, dtype, weight, bias, running_mean, running_var,
                             momentum, eps, device):
         if running_mean is not None or running_var is not None:
             raise NotImplementedError("Flax InstanceNorm keeps no running statistics (IN-3)")
-        spec = Spec("instance_norm", str(np.dtype(dtype)), (num_features,), weight is not None, bias is not None)
-        return _StatelessLayer(self, spec, eps, weight, bias, device)
+        structure = LayerStructure("instance_norm", str(np.dtype(dtype)), (num_features,), weight is not None, bias is not None)
+        return _StatelessLayer(self, structure, eps, weight, bias, device)
 
     def vjp(self, op, x, dy, *, weight, bias, running_mean, running_var, training, eps, device, **attrs):
         """jax.vjp of the forward's module call w.r.t. x and the params in use (GRAD-1). BatchNorm:
@@ -193,19 +178,17 @@ class FlaxAdapter(Adapter):
             raise NotImplementedError("Flax InstanceNorm keeps no running statistics (IN-3)")
         features = _shape(attrs["normalized_shape"]) if op in ("layer_norm", "rms_norm") else (x.shape[-1],)
         groups = int(attrs["num_groups"]) if op == "group_norm" else None
-        spec = Spec(op, str(x.dtype), features, weight is not None, bias is not None and op != "rms_norm",
+        structure = LayerStructure(op, str(x.dtype), features, weight is not None, bias is not None and op != "rms_norm",
                     num_groups=groups)
         eps, stats = float(eps), None
-        release_compiled()
         if op == "batch_norm":
             if running_mean is None or running_var is None:
-                release_compiled()  # the fresh statistics are a jitted call of their own
-                stats = self._fresh_stats(spec, eps, _VJP_MOMENTUM)
+                stats = self._fresh_stats(structure, eps, _VJP_MOMENTUM)
             else:
                 stats = {"mean": put(running_mean, device), "var": put(running_var, device)}
         params = _params(weight, bias if op != "rms_norm" else None, device)
         call = type(self)._call
-        dx, dparams = executables.run(jitted_vjp(call, spec), ("vjp", _name(call), spec, device),
+        dx, dparams = executables.run(jitted_vjp(call, structure), ("vjp", _name(call), structure, device),
                                       (params, stats, put(x, device), put(dy, device), eps, _VJP_MOMENTUM),
                                       static={"training": bool(training)}, device=device)
         return {"x": to_numpy(dx), "weight": to_numpy(dparams.get("scale")), "bias": to_numpy(dparams.get("bias"))}
@@ -214,21 +197,20 @@ class FlaxAdapter(Adapter):
                          momentum, eps, device):
         if momentum is None:
             raise NotImplementedError("Flax BatchNorm has no cumulative average (BN-4.2)")
-        spec = Spec("batch_norm", str(np.dtype(dtype)), (num_features,), weight is not None, bias is not None)
+        structure = LayerStructure("batch_norm", str(np.dtype(dtype)), (num_features,), weight is not None, bias is not None)
         eps, momentum = float(eps), float(momentum)
         if running_mean is None or running_var is None:
-            release_compiled()
-            stats = self._fresh_stats(spec, eps, momentum)
+            stats = self._fresh_stats(structure, eps, momentum)
         else:
             stats = {"mean": running_mean, "var": running_var}
-        return _BatchNormLayer(self, spec, eps, momentum, weight, bias, stats, device)
+        return _BatchNormLayer(self, structure, eps, momentum, weight, bias, stats, device)
 
 
 class _StatelessLayer(Layer):
     """InstanceNorm without running statistics: every call uses the input statistics."""
 
-    def __init__(self, adapter, spec, eps, weight, bias, device):
-        self._adapter, self._spec, self._eps, self._device = adapter, spec, eps, device
+    def __init__(self, adapter, structure, eps, weight, bias, device):
+        self._adapter, self._spec, self._eps, self._device = adapter, structure, eps, device
         self._weight, self._bias = weight, bias
 
     def __call__(self, x, *, training: bool):
@@ -241,8 +223,8 @@ class _StatelessLayer(Layer):
 class _BatchNormLayer(Layer):
     """A Flax BatchNorm: the parameters and the batch statistics live here between calls."""
 
-    def __init__(self, adapter, spec, eps, momentum, weight, bias, stats, device):
-        self._adapter, self._spec, self._device = adapter, spec, device
+    def __init__(self, adapter, structure, eps, momentum, weight, bias, stats, device):
+        self._adapter, self._spec, self._device = adapter, structure, device
         self._eps, self._momentum = eps, momentum
         self._params = _params(weight, bias, device)
         self._stats = {k: put(v, device) for k, v in stats.items()}
@@ -273,93 +255,31 @@ def _shape(normalized_shape) -> tuple:
     return tuple(int(d) for d in normalized_shape)
 
 
-_CACHES = []
-
-
-def cache(function):
-    """Memoize a per-Spec builder (modules, jitted callables): one entry per configuration,
-    until `release_compiled` empties it."""
-    cached = lru_cache(maxsize=None)(function)
-    _CACHES.append(cached)
-    return cached
-
-
-_MAPS = "/proc/self/maps"
-_CHECK_EVERY = 64  # adapter calls between two counts of the process's memory mappings
-_calls = 0
-
-
-def _map_limit() -> int | None:
-    try:
-        with open("/proc/sys/vm/max_map_count") as f:
-            return int(f.read())
-    except (OSError, ValueError):
-        return None  # not Linux: no per-process mapping count to bound
-
-
-_MAP_LIMIT = _map_limit()
-
-
-_JIT = {"calls": 0, "backend_compiles": 0}
-
-
-def _count_backend_compile(event: str, duration: float, **kwargs) -> None:
-    # Also recorded for an executable loaded from JAX's persistent cache (counted in
-    # executables.COUNTS["jax_cache_loads"]).
-    if event == "/jax/core/compile/backend_compile_duration":
-        _JIT["backend_compiles"] += 1
-
-
-jax.monitoring.register_event_duration_secs_listener(_count_backend_compile)
-
-
-def release_compiled() -> None:
-    """Called before every jitted call (counted for `statistics`). Every _CHECK_EVERY calls,
-    count the process's memory mappings; past half of vm.max_map_count, drop every compiled
-    executable (see the module docstring)."""
-    global _calls
-    _calls += 1
-    _JIT["calls"] += 1
-    if _MAP_LIMIT is None or _calls % _CHECK_EVERY:
-        return
-    try:
-        with open(_MAPS) as f:
-            mappings = sum(1 for _ in f)
-    except OSError:
-        return
-    if mappings > _MAP_LIMIT // 2:
-        for cached in _CACHES:
-            cached.cache_clear()
-        executables.clear()
-        jax.clear_caches()
-        gc.collect()
-
-
 # The momentum a backward call builds BatchNorm with: it only weights the running-statistics
 # update, which the backward discards (GRAD-1), so any valid value gives the same gradients.
 _VJP_MOMENTUM = 0.99
 
 
 @cache
-def jitted_call(call, spec: Spec):
-    """The forward, jitted once per (API, Spec): (params, stats, x, eps, momentum, training) ->
+def jitted_call(call, structure: LayerStructure):
+    """The forward, jitted once per (API, LayerStructure): (params, stats, x, eps, momentum, training) ->
     (output, new stats or None)."""
 
     def step(params, stats, x, eps, momentum, training):
-        return call(spec, params, stats, x, eps, momentum, training)
+        return call(structure, params, stats, x, eps, momentum, training)
 
     return jax.jit(step, static_argnames="training")
 
 
 @cache
-def jitted_vjp(call, spec: Spec):
-    """The backward, jitted once per (API, Spec): (params, stats, x, dy, eps, momentum, training)
+def jitted_vjp(call, structure: LayerStructure):
+    """The backward, jitted once per (API, LayerStructure): (params, stats, x, dy, eps, momentum, training)
     -> (dx, dparams), the VJP by jax.vjp of the forward's output alone (the stats are closed over:
     constants of the call, never differentiated)."""
 
     def step(params, stats, x, dy, eps, momentum, training):
         def output(params, x):
-            return call(spec, params, stats, x, eps, momentum, training)[0]
+            return call(structure, params, stats, x, eps, momentum, training)[0]
 
         _, pullback = jax.vjp(output, params, x)
         dparams, dx = pullback(dy)

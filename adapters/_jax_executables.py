@@ -2,9 +2,9 @@
 
 Why: a warm run spent most of its time re-creating executables compiled before. JAX's
 persistent cache is keyed by the lowered program, so each load from it first traces and
-lowers the call again (12-30 ms on a 2-core machine, against ~5 ms to load the executable).
+lowers the call again, which costs more than loading the executable (docs/benchmarks.md).
 Here the key is what fixes the program without tracing it: the API's call function, the
-layer Spec, the direction (forward, VJP or a BatchNorm's construction), the training flag,
+layer structure, the direction (forward, VJP or a BatchNorm's construction), the training flag,
 the device, and the arguments' tree, shapes and dtypes; on disk also the versions of jax,
 jaxlib and flax, the adapters' own source, JAX's options, XLA_FLAGS and the platform.
 
@@ -34,8 +34,10 @@ from pathlib import Path
 import jax
 from jax.experimental import serialize_executable
 
+from ._jax_process import note_jitted_call
+
 _FORMAT = "normspec-executable-2"  # 2: the file holds the executable's in/out trees
-_SOURCES = ("_jax_common.py", "_jax_executables.py", "flax_linen.py", "flax_nnx.py")
+_SOURCES = ("_jax_common.py", "_jax_executables.py", "_jax_process.py", "flax_linen.py", "flax_nnx.py")
 
 # compiles: fresh ones here; disk_loads: from this module's folder; jax_cache_loads: executables
 # JAX loaded from its own persistent cache (where that is on: any jitted call in the process).
@@ -66,6 +68,7 @@ jax.monitoring.register_event_listener(_count_jax_cache_hit)
 def run(jitted, key: tuple, args: tuple, *, static: dict, device):
     """jitted(*args, **static), through the executable for `key` and the arguments' signature:
     in memory, else loaded from disk, else compiled (and written to disk)."""
+    note_jitted_call(clear)
     full_key = key + (tuple(sorted(static.items())), _signature(args))
     compiled = _loaded.get(full_key)
     if compiled is None:
@@ -78,7 +81,7 @@ def run(jitted, key: tuple, args: tuple, *, static: dict, device):
 
 
 def clear() -> None:
-    """Drop the executables held in memory (_jax_common.release_compiled)."""
+    """Drop the executables held in memory (_jax_process.note_jitted_call)."""
     _loaded.clear()
 
 

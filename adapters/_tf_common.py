@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from .base import OPS, Capabilities, Conventions
+from .base import OP_NAMES, Capabilities, Conventions
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before the import: no startup INFO/WARNING lines
 
@@ -45,7 +45,7 @@ DEVICES = ("cpu", "cuda")
 CONVENTIONS = Conventions(channel_axis=-1, momentum_weights="old_value", running_var_estimator="biased",
                           default_eps={"batch_norm": 1e-3, "layer_norm": 1e-3, "group_norm": 1e-3,
                                        "instance_norm": 1e-3, "rms_norm": 1e-6})
-CAPABILITIES = Capabilities(devices=DEVICES, instance_norm_running_stats=False, backward_ops=OPS)
+CAPABILITIES = Capabilities(devices=DEVICES, instance_norm_running_stats=False, backward_ops=OP_NAMES)
 _TF_DEVICE = {"cpu": "/CPU:0", "cuda": "/GPU:0"}
 
 

@@ -3,7 +3,7 @@
 An adapter is a subclass of `Adapter` that declares its conventions and what it
 covers, and implements the ops it covers as NumPy-in, NumPy-out methods. All
 translation between normspec's canonical form and the framework's happens in
-one place, `normspec.cases`, from these declarations; the tests never name a
+one place, `normspec.conventions`, from these declarations; the tests never name a
 framework.
 
 Arrays arrive as NumPy arrays of the dtype under test (bfloat16 as
@@ -18,16 +18,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 
-import ml_dtypes
 import numpy as np
 
-OPS = ("batch_norm", "layer_norm", "group_norm", "instance_norm", "rms_norm")
-DTYPES = ("float16", "bfloat16", "float32", "float64")
+from normspec.dtypes import DTYPES, numpy_dtype
+from normspec.registry import OP_NAMES
 
 
 @dataclass(frozen=True)
 class Conventions:
-    """How the implementation spells the spec's quantities (translated in normspec.cases).
+    """How the implementation spells the spec's quantities (translated in normspec.conventions).
 
     channel_axis: where BatchNorm/GroupNorm/InstanceNorm inputs keep channels (1 or -1).
     momentum_weights: "new_batch" (running <- (1-a)*running + a*batch, PyTorch) or
@@ -49,7 +48,7 @@ class Capabilities:
     dtypes_by_op narrows `dtypes` for single ops, e.g. {"rms_norm": ("float32",)}.
     """
 
-    ops: tuple = OPS
+    ops: tuple = OP_NAMES
     dtypes: tuple = DTYPES
     dtypes_by_op: dict = field(default_factory=dict)
     devices: tuple = ("cpu",)
@@ -72,6 +71,10 @@ class Adapter:
     # True for a framework that compiles once per input shape and layer structure (JAX): the
     # suite then runs each op and dtype's tests together, which share those executables.
     compiles_per_shape: bool = False
+    # Environment variables the adapter's process must start with, for a framework that reads
+    # them once, at import (Keras' KERAS_BACKEND): `normspec check` sets them for its pytest
+    # process and workers. Read only.
+    environment: dict = {}
 
     def framework_version(self) -> str:
         try:
@@ -155,7 +158,7 @@ class FunctionalAdapter(Adapter):
     def batch_norm_layer(self, *, num_features, dtype, weight, bias, running_mean, running_var,
                          momentum, eps, device):
         if running_mean is None:
-            state_dtype = ml_dtypes.bfloat16 if dtype == "bfloat16" else np.dtype(dtype)
+            state_dtype = numpy_dtype(dtype)
             running_mean, running_var = np.zeros(num_features, state_dtype), np.ones(num_features, state_dtype)
 
         def step(x, mean, var, training, count):

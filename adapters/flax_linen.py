@@ -15,14 +15,14 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from ._jax_common import FlaxAdapter, Spec, cache
+from ._jax_common import FlaxAdapter, LayerStructure, cache
 
 
-def _call(spec: Spec, params, stats, x, eps, momentum, training):
+def _call(structure: LayerStructure, params, stats, x, eps, momentum, training):
     """One `apply` of the module: (output, batch_stats or None)."""
-    module = _module(spec, eps, momentum)
+    module = _module(structure, eps, momentum)
     variables = {"params": params}
-    if spec.op != "batch_norm":
+    if structure.op != "batch_norm":
         return module.apply(variables, x), None
     variables["batch_stats"] = stats
     if not training:
@@ -31,35 +31,33 @@ def _call(spec: Spec, params, stats, x, eps, momentum, training):
     return output, updated["batch_stats"]
 
 
-class FlaxLinenAdapter(FlaxAdapter):
-    id = "flax-linen"
-    _call = staticmethod(_call)
-
-    def _fresh_stats(self, spec: Spec, eps, momentum):
-        return self._run_init(_init_stats(spec), spec, eps, momentum)
-
-
-def _module(spec: Spec, eps, momentum) -> nn.Module:
-    dtype = jnp.dtype(spec.dtype)
-    common = dict(epsilon=eps, dtype=dtype, param_dtype=dtype, use_scale=spec.use_scale)
-    if spec.op == "layer_norm":
-        return nn.LayerNorm(**common, use_bias=spec.use_bias, reduction_axes=spec.axes, feature_axes=spec.axes)
-    if spec.op == "rms_norm":
-        return nn.RMSNorm(**common, reduction_axes=spec.axes, feature_axes=spec.axes)
-    if spec.op == "group_norm":
-        return nn.GroupNorm(**common, use_bias=spec.use_bias, num_groups=spec.num_groups, group_size=None)
-    if spec.op == "instance_norm":
-        return nn.InstanceNorm(**common, use_bias=spec.use_bias, feature_axes=-1)
-    return nn.BatchNorm(**common, use_bias=spec.use_bias, axis=-1, momentum=momentum)
+def _module(structure: LayerStructure, eps, momentum) -> nn.Module:
+    dtype = jnp.dtype(structure.dtype)
+    common = dict(epsilon=eps, dtype=dtype, param_dtype=dtype, use_scale=structure.use_scale)
+    if structure.op == "layer_norm":
+        return nn.LayerNorm(**common, use_bias=structure.use_bias, reduction_axes=structure.axes, feature_axes=structure.axes)
+    if structure.op == "rms_norm":
+        return nn.RMSNorm(**common, reduction_axes=structure.axes, feature_axes=structure.axes)
+    if structure.op == "group_norm":
+        return nn.GroupNorm(**common, use_bias=structure.use_bias, num_groups=structure.num_groups, group_size=None)
+    if structure.op == "instance_norm":
+        return nn.InstanceNorm(**common, use_bias=structure.use_bias, feature_axes=-1)
+    return nn.BatchNorm(**common, use_bias=structure.use_bias, axis=-1, momentum=momentum)
 
 
 @cache
-def _init_stats(spec: Spec):
+def _init_stats(structure: LayerStructure):
     """The jitted `init` of a BatchNorm: its fresh batch_stats (they depend on C only)."""
 
     def init(eps, momentum):
-        dummy = jnp.zeros((1, spec.features[0]), jnp.dtype(spec.dtype))
-        variables = _module(spec, eps, momentum).init(jax.random.key(0), dummy, use_running_average=True)
+        dummy = jnp.zeros((1, structure.features[0]), jnp.dtype(structure.dtype))
+        variables = _module(structure, eps, momentum).init(jax.random.key(0), dummy, use_running_average=True)
         return variables["batch_stats"]
 
     return jax.jit(init)
+
+
+class FlaxLinenAdapter(FlaxAdapter):
+    id = "flax-linen"
+    _call = staticmethod(_call)
+    _init_stats = staticmethod(_init_stats)

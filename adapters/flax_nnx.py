@@ -16,49 +16,42 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from ._jax_common import FlaxAdapter, Spec, cache
+from ._jax_common import FlaxAdapter, LayerStructure, cache
 
 _MODULES = {"layer_norm": nnx.LayerNorm, "rms_norm": nnx.RMSNorm, "group_norm": nnx.GroupNorm,
             "instance_norm": nnx.InstanceNorm, "batch_norm": nnx.BatchNorm}
 
 
-def _call(spec: Spec, params, stats, x, eps, momentum, training):
+def _call(structure: LayerStructure, params, stats, x, eps, momentum, training):
     """Build the module, load the given parameters and statistics, call it once: (output, batch
     stats or None)."""
-    module = _module(spec, eps, momentum)
+    module = _module(structure, eps, momentum)
     for name, value in {**params, **(stats or {})}.items():
         getattr(module, name).set_value(value)
-    if spec.op != "batch_norm":
+    if structure.op != "batch_norm":
         return module(x), None
     output = module(x, use_running_average=not training)
     return output, _batch_stats(module)
 
 
-class FlaxNnxAdapter(FlaxAdapter):
-    id = "flax-nnx"
-    _call = staticmethod(_call)
-    def _fresh_stats(self, spec: Spec, eps, momentum):
-        return self._run_init(_init_stats(spec), spec, eps, momentum)
-
-
-def _module(spec: Spec, eps, momentum) -> nnx.Module:
-    dtype = jnp.dtype(spec.dtype)
-    kwargs = dict(epsilon=eps, dtype=dtype, param_dtype=dtype, use_scale=spec.use_scale, rngs=nnx.Rngs(0))
-    if spec.op in ("layer_norm", "rms_norm"):
-        kwargs.update(reduction_axes=spec.axes, feature_axes=spec.axes)
-    if spec.op != "rms_norm":
-        kwargs.update(use_bias=spec.use_bias)
-    if spec.op == "group_norm":
-        kwargs.update(num_groups=spec.num_groups, group_size=None)
-    if spec.op == "instance_norm":
+def _module(structure: LayerStructure, eps, momentum) -> nnx.Module:
+    dtype = jnp.dtype(structure.dtype)
+    kwargs = dict(epsilon=eps, dtype=dtype, param_dtype=dtype, use_scale=structure.use_scale, rngs=nnx.Rngs(0))
+    if structure.op in ("layer_norm", "rms_norm"):
+        kwargs.update(reduction_axes=structure.axes, feature_axes=structure.axes)
+    if structure.op != "rms_norm":
+        kwargs.update(use_bias=structure.use_bias)
+    if structure.op == "group_norm":
+        kwargs.update(num_groups=structure.num_groups, group_size=None)
+    if structure.op == "instance_norm":
         kwargs.update(feature_axes=-1)
-    if spec.op == "batch_norm":
+    if structure.op == "batch_norm":
         kwargs.update(axis=-1, momentum=momentum)
     # nnx keeps scale/bias flat, (num_features,); LayerNorm/RMSNorm reshape them to the feature axes.
     num_features = 1
-    for d in spec.features:
+    for d in structure.features:
         num_features *= d
-    return _MODULES[spec.op](num_features, **kwargs)
+    return _MODULES[structure.op](num_features, **kwargs)
 
 
 def _batch_stats(module) -> dict:
@@ -66,6 +59,12 @@ def _batch_stats(module) -> dict:
 
 
 @cache
-def _init_stats(spec: Spec):
+def _init_stats(structure: LayerStructure):
     """The jitted construction of a BatchNorm: its fresh batch statistics."""
-    return jax.jit(lambda eps, momentum: _batch_stats(_module(spec, eps, momentum)))
+    return jax.jit(lambda eps, momentum: _batch_stats(_module(structure, eps, momentum)))
+
+
+class FlaxNnxAdapter(FlaxAdapter):
+    id = "flax-nnx"
+    _call = staticmethod(_call)
+    _init_stats = staticmethod(_init_stats)

@@ -3,17 +3,15 @@ from __future__ import annotations
 
 from normspec import reference
 
-from .base import Capabilities, Conventions, FunctionalAdapter
+from .base import OP_NAMES, Capabilities, Conventions, FunctionalAdapter
 
 
 class NumpyReferenceAdapter(FunctionalAdapter):
     id = "numpy"
     framework = "numpy"
     conventions = Conventions(channel_axis=1, momentum_weights="new_batch", running_var_estimator="unbiased",
-                              default_eps={op: 1e-5 for op in ("batch_norm", "layer_norm", "group_norm",
-                                                                "instance_norm", "rms_norm")})
-    capabilities = Capabilities(cumulative_average=True, instance_norm_running_stats=True,
-                                backward_ops=("batch_norm", "layer_norm", "group_norm", "instance_norm", "rms_norm"))
+                              default_eps={op: 1e-5 for op in OP_NAMES})
+    capabilities = Capabilities(cumulative_average=True, instance_norm_running_stats=True, backward_ops=OP_NAMES)
 
     def layer_norm(self, x, *, normalized_shape, weight, bias, eps, device):
         return reference.layer_norm(x, normalized_shape, weight, bias, eps=eps)

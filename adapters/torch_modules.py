@@ -17,7 +17,7 @@ import ml_dtypes
 import numpy as np
 import torch
 
-from .base import OPS, Adapter, Capabilities, Conventions, Layer
+from .base import OP_NAMES, Adapter, Capabilities, Conventions, Layer
 
 _TORCH_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16,
                  "float32": torch.float32, "float64": torch.float64}
@@ -77,7 +77,7 @@ class TorchAdapter(Adapter):
                      "instance_norm": 1e-5, "rms_norm": None})
     # Every op runs in every dtype on CPU in torch 2.13 (none raises "not implemented").
     capabilities = Capabilities(devices=("cpu", "cuda"), cumulative_average=True,
-                                instance_norm_running_stats=True, backward_ops=OPS)
+                                instance_norm_running_stats=True, backward_ops=OP_NAMES)
 
     def device_status(self):
         return {"cpu": None, "cuda": None if torch.cuda.is_available()

@@ -91,6 +91,12 @@ def affine(normalized: np.ndarray, weight, bias, axis: int | None = None) -> np.
         return output if bias is None else output + along(bias)
 
 
+def trailing_slices(x: np.ndarray, shape: tuple):
+    """Slices of LayerNorm and RMSNorm (LN-2, RMS-2): one per leading index, over the trailing
+    axes of `shape`, as float64 rows; and the map back to the input layout."""
+    return x.astype(np.float64).reshape(-1, int(np.prod(shape))), lambda a: a.reshape(x.shape)
+
+
 def channel_slices(x: np.ndarray, axis: int, per_slice_channels: int | None = None):
     """Slices of a channel-axis op and the map back to the input layout.
 

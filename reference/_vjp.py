@@ -72,3 +72,13 @@ def vjp(x, dy, weight, bias, steps: Steps, *, slice_map, parameter_axes: tuple, 
     dbias = None if bias is None else _validate.rounded(parameter_sum(dy, parameter_axes),
                                                          np.asarray(bias).dtype, exact)
     return {"x": _validate.rounded(dx, x.dtype, exact), "weight": dweight, "bias": dbias}
+
+
+def trailing_axes_vjp(x, dy, normalized_shape, weight, bias, steps: Steps, *, op: str, center: bool,
+                      exact: bool) -> dict:
+    """`vjp` for the ops that normalize the trailing len(normalized_shape) axes (LayerNorm,
+    RMSNorm): each leading index is one slice, the parameters span the trailing axes."""
+    ndim, k = np.ndim(x), len(_validate.normalized_shape_value(np.asarray(x), normalized_shape, op))
+    return vjp(x, dy, weight, bias, steps, slice_map=lambda a: (a.reshape(-1, steps.reduction_length),
+                                                                lambda s: s.reshape(a.shape)),
+               parameter_axes=tuple(range(ndim - k, ndim)), center=center, exact=exact)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _validate, _vjp
-from ._steps import affine, normalize_slices
+from ._steps import affine, normalize_slices, trailing_slices
 
 
 def rms_norm(x, normalized_shape, weight=None, bias=None, *, eps: float, exact: bool = False,
@@ -20,9 +20,9 @@ def rms_norm(x, normalized_shape, weight=None, bias=None, *, eps: float, exact: 
     eps = _validate.eps_value(eps)
     weight = _validate.parameter(weight, shape, "weight", "rms_norm")
     bias = _validate.parameter(bias, shape, "bias", "rms_norm")
-    slices = x.astype(np.float64).reshape(-1, int(np.prod(shape)))
+    slices, to_input = trailing_slices(x, shape)
     _validate.nonempty(slices.shape[1], "rms_norm", x.shape)
-    steps = normalize_slices(slices, eps, center=False).per_element(lambda a: a.reshape(x.shape))  # RMS-2
+    steps = normalize_slices(slices, eps, center=False).per_element(to_input)  # RMS-2
     output = _validate.rounded(affine(steps.normalized, weight, bias), x.dtype, exact)  # RMS-3
     return (output, steps) if return_steps else output
 
@@ -31,7 +31,5 @@ def rms_norm_vjp(x, dy, normalized_shape, weight=None, bias=None, *, eps: float,
     """The VJP of `rms_norm` (GRAD-1): GRAD-4 over the LN-2 slices, GRAD-2 over the
     leading axes. Returns {"x", "weight", "bias"} (None for an absent parameter)."""
     _, steps = rms_norm(x, normalized_shape, weight, bias, eps=eps, exact=True, return_steps=True)
-    ndim, k = np.ndim(x), len(_validate.normalized_shape_value(np.asarray(x), normalized_shape, "rms_norm"))
-    return _vjp.vjp(x, dy, weight, bias, steps, slice_map=lambda a: (a.reshape(-1, steps.reduction_length),
-                                                                     lambda s: s.reshape(a.shape)),
-                    parameter_axes=tuple(range(ndim - k, ndim)), center=False, exact=exact)
+    return _vjp.trailing_axes_vjp(x, dy, normalized_shape, weight, bias, steps, op="rms_norm", center=False,
+                                  exact=exact)

@@ -110,22 +110,25 @@ FAULTS = {
 DEFAULT_SELECTION = ["--ops", "layer_norm", "--", "-k", "forward_matches"]
 
 STALE = '''
-[[expected_failure]]
-test = "test_exact_statistics"
-op = "layer_norm"
-dtype = "float32"
-clause = "NUM-1.4"
-reason = "listed, but the kernel passes"
-version = "welford-kernel 1.0"
-minimal_input = "x = np.array([1.0, 2.0], np.float32)"
+[[finding]]
+id = "welford-listed-but-passes"
+title = "listed, but the kernel passes"
+mechanism = "listed, but the kernel passes"
+clauses = ["NUM-1.4"]
+versions = { cpu = "welford-kernel 1.0" }
+belongs_to = "framework"
+upstream = "not reported"
+snippet = "print('-')"
 observed = "-"
 expected = "-"
+matches = [{ test = "test_exact_statistics", op = "layer_norm", dtype = "float32", clause = "NUM-1.4" }]
 '''
 
-# The stale entry marked intermittent (a failure that does not show in every run), and a
-# decoy entry for the same test citing another clause ahead of the eps-outside finding.
-INTERMITTENT = STALE.replace('clause = "NUM-1.4"', 'clause = "NUM-1.4"\nintermittent = true')
-DECOY = STALE.replace('clause = "NUM-1.4"', 'clause = "NUM-1.1"').replace("welford-kernel", "eps-outside")
+# The stale finding marked intermittent (a failure that does not show in every run), and a
+# decoy finding for the same test citing another clause ahead of the eps-outside finding.
+INTERMITTENT = STALE.replace('clause = "NUM-1.4" }', 'clause = "NUM-1.4", intermittent = true }')
+DECOY = STALE.replace('"NUM-1.4"', '"NUM-1.1"').replace("welford-kernel", "eps-outside").replace(
+    "welford-listed", "eps-outside-decoy")
 
 
 @pytest.fixture(scope="module")
@@ -140,6 +143,8 @@ def runs(tmp_path_factory):
         "conforming": ["welford_kernel:WelfordKernel", "--ops", "layer_norm,batch_norm", *NARROW, "--",
                        "-k", "forward_matches or exact_statistics or single_value"],
         "deviating": ["eps_outside_kernel:EpsOutside", *NARROW, "--", "-k", "exact_statistics"],
+        "deviating-stop-at-first": ["eps_outside_kernel:EpsOutside", *NARROW, "--workers", "2", "--", "-x",
+                                    "-k", "exact_statistics"],
         "deviating-long-traceback": ["eps_outside_kernel:EpsOutside", *NARROW, "--ops", "layer_norm", "--",
                                      "-k", "exact_statistics", "--tb=long"],
         "deviating-expected": ["eps_outside_kernel:EpsOutside", *NARROW, "--expectations",
@@ -201,12 +206,21 @@ def test_deviating_example_fails_citing_its_clause(runs):
     assert "reproduce:" in record["message"]
     assert "test_exact_statistics[eps-outside-layer_norm-float32-cpu]: NUM-1.4" in (report / "summary.md").read_text()
     # The terminal shows the message and Hypothesis's notes, not the traceback through the
-    # suite (pytest_plugin.CompactNonConformanceReports); --tb=long brings the traceback back.
+    # suite (normspec.plugin.compact_reports); --tb=long brings the traceback back.
     shown = completed.stdout
     assert "NUM-1.4 violated: eps-outside layer_norm output" in shown and "Failing test case:" in shown
     assert "compare.py:" not in shown and "raise NonConformance" not in shown
     long_shown = runs["deviating-long-traceback"][0].stdout
     assert "NUM-1.4 violated: eps-outside layer_norm output" in long_shown and "compare.py:" in long_shown
+
+
+def test_a_non_conformance_exits_1_when_pytest_stops_at_the_first(runs):
+    """`-- -x` under pytest-xdist ends the run as "interrupted" (pytest's exit 2); the gate still
+    exits 1 for the non-conformance, and still prints the summary and writes the report."""
+    completed, report = runs["deviating-stop-at-first"]
+    assert completed.returncode == 1, completed.stdout[-3000:] + completed.stderr
+    assert "normspec conformance summary" in completed.stdout
+    assert any(r["status"] == "fail" and r["failed_clause"] == "NUM-1.4" for r in records(report))
 
 
 def test_failure_snippet_reproduces_the_failure(runs, tmp_path):
@@ -265,18 +279,22 @@ def _one_line_error(completed):
     return output
 
 
+# kind -> (file text, what the one-line error says besides the file name)
 MALFORMED = {
-    "bad-toml": "[[expected_failure]\ntest = ",
-    "missing-keys": '[[expected_failure]]\ntest = "test_exact_statistics"\nclause = "NUM-1.4"\n',
-    "unknown-key": STALE + 'colour = "red"\n',
+    "bad-toml": ("[[finding]\nid = ", "not valid TOML"),
+    "missing-keys": ('[[finding]]\nid = "x"\nclauses = ["NUM-1.4"]\n', "missing title"),
+    "unknown-key": (STALE + 'colour = "red"\n', "unknown key(s) [\'colour\']"),
+    "old-format": ('[[expected_failure]]\ntest = "test_exact_statistics"\nclause = "NUM-1.4"\n',
+                   "python -m normspec.expectations_convert"),
 }
 
 
 @pytest.mark.parametrize("kind", MALFORMED)
 def test_malformed_expectations_file_is_a_usage_error(kind, tmp_path):
-    (tmp_path / "bad.toml").write_text(MALFORMED[kind])
+    text, says = MALFORMED[kind]
+    (tmp_path / "bad.toml").write_text(text)
     output = _one_line_error(gate("numpy", "--ops", "layer_norm", "--expectations", "bad.toml", cwd=tmp_path))
-    assert "bad.toml" in output
+    assert "bad.toml" in output and says in output
 
 
 @pytest.mark.parametrize("args, says", [
@@ -327,12 +345,17 @@ def _item(nodeid, **params):
 def test_ci_examples_do_not_depend_on_the_node_id_or_the_device():
     """The ci profile's seed comes from the test and its parameters: `normspec check` (the
     bundled suite, other node IDs) draws the examples tox drew, and CUDA the ones CPU drew."""
-    from normspec.pytest_plugin import example_seed
-    here = example_seed(_item("tests/conformance/test_forward.py::test_forward_matches_reference[numpy-...]"))
-    installed = example_seed(_item("site-packages/normspec/tests/conformance/test_forward.py::x", device="cuda"))
+    from normspec.plugin.hypothesis_control import example_seed
+    from normspec.plugin.parametrize import item_params
+
+    def seed(item):
+        return example_seed(item.originalname, item_params(item))
+
+    here = seed(_item("tests/conformance/test_forward.py::test_forward_matches_reference[numpy-...]"))
+    installed = seed(_item("site-packages/normspec/tests/conformance/test_forward.py::x", device="cuda"))
     assert here == installed
-    assert example_seed(_item("x", dtype="float64")) != here
-    assert example_seed(_item("x", family="large_offset")) != here
+    assert seed(_item("x", dtype="float64")) != here
+    assert seed(_item("x", family="large_offset")) != here
 
 
 def test_bench_prints_the_figures_and_the_slowest_tests(tmp_path):
@@ -356,7 +379,7 @@ def test_each_op_and_dtype_runs_together_for_jit_adapters():
     from types import SimpleNamespace
 
     from normspec.adapters import load_adapter
-    from normspec.pytest_plugin import group_by_op_and_dtype
+    from normspec.plugin.parametrize import group_by_op_and_dtype
     assert not load_adapter("numpy").compiles_per_shape
     if importlib.util.find_spec("flax") is not None:
         assert load_adapter("flax-linen").compiles_per_shape
@@ -379,11 +402,11 @@ def test_examples_do_not_depend_on_the_modules_imported(tmp_path, monkeypatch):
     from hypothesis import given, settings, strategies as st
     from hypothesis.internal.conjecture import providers
 
-    from normspec import pytest_plugin
+    from normspec.plugin import hypothesis_control
 
     assert hasattr(providers, "_get_local_constants"), (
         "Hypothesis no longer has providers._get_local_constants: check how it draws constants now and "
-        "update normspec.pytest_plugin.without_local_constants")
+        "update normspec.plugin.hypothesis_control.without_local_constants")
     drawn = []
 
     @settings(max_examples=300, derandomize=True, database=None)
@@ -398,8 +421,8 @@ def test_examples_do_not_depend_on_the_modules_imported(tmp_path, monkeypatch):
         draw()
         return list(drawn)
 
-    pytest_plugin.without_local_constants()
-    suppressed, hypothesis_own = providers._get_local_constants, pytest_plugin.HYPOTHESIS_LOCAL_CONSTANTS
+    hypothesis_control.without_local_constants()
+    suppressed, hypothesis_own = providers._get_local_constants, hypothesis_control.HYPOTHESIS_LOCAL_CONSTANTS
     before, own_before = run(suppressed), run(hypothesis_own)
     (tmp_path / "normspec_constants_probe.py").write_text(
         "PROBE = (" + ", ".join(str(7_000_003 + 17 * i) for i in range(500)) + ")\n")

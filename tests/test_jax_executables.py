@@ -77,13 +77,13 @@ def test_an_executable_compiled_ahead_of_time_answers_as_jit_does(adapter_id):
     import jax
 
     from normspec.adapters import load_adapter
-    from normspec.adapters._jax_common import Spec, jitted_call
+    from normspec.adapters._jax_common import LayerStructure, jitted_call
 
     adapter = load_adapter(adapter_id)
     rng = np.random.default_rng(7)
     x = rng.standard_normal((5, 3, 8)).astype(np.float32)
     weight, bias = rng.standard_normal(8).astype(np.float32), rng.standard_normal(8).astype(np.float32)
-    spec = Spec("batch_norm", "float32", (8,), True, True)
+    spec = LayerStructure("batch_norm", "float32", (8,), True, True)
     stats = {"mean": rng.standard_normal(8).astype(np.float32), "var": rng.uniform(0.5, 2, 8).astype(np.float32)}
     layer = adapter.batch_norm_layer(num_features=8, dtype="float32", weight=weight, bias=bias,
                                      running_mean=stats["mean"], running_var=stats["var"], momentum=0.1, eps=1e-3,

@@ -6,7 +6,7 @@ from hypothesis import Phase, given, settings
 
 from normspec import reference
 from normspec.adapters.numpy_reference import NumpyReferenceAdapter
-from normspec.cases import run_case
+from normspec.driver import run_case
 from normspec.compare import NonConformance
 from normspec.strategies import cases_for
 

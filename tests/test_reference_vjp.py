@@ -16,8 +16,9 @@ import pytest
 from hypothesis import assume, given, settings, strategies as st
 
 from normspec import clauses, reference, tolerance
+from normspec.dtypes import numpy_dtype
 from normspec.errors import ConfigurationError
-from normspec.registry import OPS
+from normspec.registry import DTYPES, OPS
 from normspec.strategies import shapes, slice_ids
 
 mpmath.mp.dps = 60
@@ -32,7 +33,7 @@ class Case:
     def __init__(self, op, x, dy, weight, bias, attrs, channel_axis, eps, frozen=False, running=(None, None)):
         self.op, self.x, self.dy, self.weight, self.bias = op, x, dy, weight, bias
         self.attrs, self.channel_axis, self.eps, self.frozen, self.running = attrs, channel_axis, eps, frozen, running
-        if OPS[op].channel_axis:
+        if OPS[op].has_channel_axis:
             axis = channel_axis % x.ndim
             self.parameter_axes, self.parameter_index = (axis,), np.indices(x.shape)[axis]
         else:
@@ -52,7 +53,7 @@ class Case:
         shape_attr = [self.attrs[OPS[self.op].shape_attr]] if OPS[self.op].shape_attr else []
         args = [*shape_attr, self.weight, self.bias]
         kwargs = {"eps": self.eps}
-        if OPS[self.op].channel_axis:
+        if OPS[self.op].has_channel_axis:
             kwargs["channel_axis"] = self.channel_axis
         if OPS[self.op].stateful:
             args += list(self.running)
@@ -163,7 +164,7 @@ def _small_shapes(draw, op, channel_axis):
 
 @st.composite
 def _cases(draw, op, shape_strategy=_small_shapes, eps_values=(1e-5, 1e-3, 1e-12)):
-    channel_axis = draw(st.sampled_from([1, -1])) if OPS[op].channel_axis else 1
+    channel_axis = draw(st.sampled_from([1, -1])) if OPS[op].has_channel_axis else 1
     shape, attrs = draw(shape_strategy(op=op, channel_axis=channel_axis))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     offset = draw(st.sampled_from([0.0, 1.0, 1e4, 1e8, -1e12]))
@@ -298,12 +299,12 @@ def test_gradients_are_repeatable_and_complete(op):
     assert case.reference()[0]["weight"] is None and case.reference()[0]["bias"] is None
 
 
-@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32", "float64"])
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("op", list(OPS))
 def test_gradient_dtypes(op, dtype):
     """GRAD-8.2: dx in the input dtype, dgamma and dbeta in their parameters' dtypes,
     each the float64 value rounded once."""
-    case = _fixed_case(op, ml_dtypes.bfloat16 if dtype == "bfloat16" else np.dtype(dtype))
+    case = _fixed_case(op, numpy_dtype(dtype))
     rounded, exact = case.reference(exact=False)[0], case.reference(exact=True)[0]
     for name, dtype_of in (("x", case.x.dtype), ("weight", case.weight.dtype), ("bias", case.bias.dtype)):
         assert rounded[name].dtype == dtype_of, name
@@ -383,7 +384,7 @@ def _torch_vjp(case: Case):
     leaf = lambda a: None if a is None else torch.tensor(a, requires_grad=True)  # noqa: E731
     x, weight, bias = leaf(case.x), leaf(case.weight), leaf(case.bias)
     running = [None if r is None else torch.tensor(r) for r in case.running]
-    moved = torch.movedim(x, case.channel_axis, 1) if OPS[case.op].channel_axis else x
+    moved = torch.movedim(x, case.channel_axis, 1) if OPS[case.op].has_channel_axis else x
     if case.op == "batch_norm":
         y = functional.batch_norm(moved, *running, weight, bias, not case.frozen, 0.1, case.eps)
     elif case.op == "instance_norm":
@@ -394,7 +395,7 @@ def _torch_vjp(case: Case):
         y = functional.layer_norm(x, case.attrs["normalized_shape"], weight, bias, case.eps)
     else:
         y = functional.rms_norm(x, case.attrs["normalized_shape"], weight, case.eps) + bias
-    y = torch.movedim(y, 1, case.channel_axis) if OPS[case.op].channel_axis else y
+    y = torch.movedim(y, 1, case.channel_axis) if OPS[case.op].has_channel_axis else y
     y.backward(torch.tensor(case.dy))
     return {"x": x.grad.numpy(), "weight": weight.grad.numpy(), "bias": bias.grad.numpy()}
 

@@ -19,7 +19,7 @@ def test_pool_covers_the_promised_shapes(op, channel_axis, min_reduction, size):
     assert any(n > 2 and n & (n - 1) and n <= 9 for n in lengths), f"no small non-power of two in {sorted(lengths)}"
     assert any(n > 64 for n in lengths), f"no reduction longer than 64 in {sorted(lengths)}"
     ranks = {len(s) for s, _ in pool}
-    if OPS[op].channel_axis:
+    if OPS[op].has_channel_axis:
         assert ranks == set(range(OPS[op].ranks[0], OPS[op].ranks[1] + 1)), f"ranks {sorted(ranks)}"
     else:
         assert {len(a["normalized_shape"]) for _, a in pool} == {1, 2}

@@ -13,7 +13,8 @@ import pytest
 from filelock import FileLock
 
 from normspec import clauses
-from normspec.cases import Case, run_case
+from normspec.cases import Case
+from normspec.driver import run_case
 from normspec.zoo import MUTANTS, Mutant, runner
 from normspec.zoo.__main__ import print_kill_matrix
 from normspec.zoo.correct import CORRECT
@@ -37,8 +38,8 @@ def test_the_zoo_is_declared():
 @pytest.fixture(scope="module")
 def outcomes(tmp_path_factory, worker_id):
     """The one kill run of the module. Under pytest-xdist the first worker that needs it runs
-    it (over all cores) and the others wait for its result: each worker used to run its own,
-    two kills of ~75 s each on CI's two cores."""
+    it (over all cores) and the others wait for its result, so CI's two cores run one kill,
+    not two."""
     if worker_id == "master":  # no xdist
         return runner.kill()
     shared = tmp_path_factory.getbasetemp().parent / "zoo-kill.json"  # this run's, all workers'
@@ -85,7 +86,7 @@ def test_kills_are_counted(outcomes):
 FALSE_ALARMS = {
     # A two-pass float32 BatchNorm evaluated with a subnormal running mean (~1e-40): the
     # products (x - mean) * r and gamma * x_hat underflow, with absolute errors NUM-1.1 did
-    # not admit before spec 0.2.0 (seed 0 of the thorough sweep, 2026-11-26).
+    # not admit before spec 0.2.0 (docs/zoo.md).
     "zoo-twopass-batch_norm-float32-cpu-4cf146d00001.npz": "zoo-twopass",
     # Welford's updating algorithm, which the note of NUM-1.1 admits, against spec 0.2.0
     # (normspec check normspec.zoo.correct:WelfordKernel, ci profile, 2026-11-26):
@@ -123,17 +124,18 @@ def test_a_sweep_split_into_test_files_runs_the_same_examples(tmp_path):
 
 
 _ENTRY = '''
-[[expected_failure]]
-adapter = "{adapter}"
-test = "test_forward_matches_reference"
-op = "rms_norm"
-dtype = "float32"
-clause = "{clause}"
-reason = "listed for the test"
-version = "none"
-minimal_input = "none"
+[[finding]]
+id = "{adapter}-listed"
+title = "listed for the test"
+mechanism = "listed for the test"
+clauses = ["{clause}"]
+versions = {{ cpu = "none" }}
+belongs_to = "framework"
+upstream = "not reported"
+snippet = "print('none')"
 observed = "none"
 expected = "none"
+matches = [{{ adapter = "{adapter}", test = "test_forward_matches_reference", op = "rms_norm", dtype = "float32", clause = "{clause}" }}]
 '''
 
 
@@ -189,7 +191,7 @@ def test_a_law_failure_reproduces_the_law(tmp_path, monkeypatch):
     and print their difference, not check one case against the reference (which a law
     violation may pass)."""
     import contextlib, dataclasses, io
-    from normspec.cases import observe
+    from normspec.driver import observe
     from normspec.compare import Context, NonConformance, assert_within
     from normspec.adapters import load_adapter
     from normspec.zoo import by_name, target

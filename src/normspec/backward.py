@@ -3,7 +3,7 @@
 
 A backward case is a one-step Case with a `cotangent` (dy, in the adapter's layout and
 the input dtype). The reference's exact VJP comes from the op's `<op>_vjp` with the
-arguments of its forward (`normspec.cases.reference_arguments`), so conventions are
+arguments of its forward (`normspec.oracle.reference_arguments`), so conventions are
 translated in the same one place as for the forward.
 """
 from __future__ import annotations
@@ -14,8 +14,12 @@ import numpy as np
 
 from normspec import tolerance
 from normspec.adapters import Adapter
-from normspec.cases import Case, effective_alpha, given_arrays, initial_state, numpy_dtype, reference_arguments
-from normspec.compare import Context, adapter_call, assert_within, check_array
+from normspec.cases import Case
+from normspec.conventions import arrays_kept_unchanged, effective_alpha
+from normspec.dtypes import numpy_dtype
+from normspec.oracle import initial_state, reference_arguments
+from normspec.compare import Context, assert_within, check_array
+from normspec.harness import adapter_call
 from normspec.registry import OPS, slice_ids
 
 GRADIENTS = ("x", "weight", "bias")
@@ -24,7 +28,7 @@ GRADIENTS = ("x", "weight", "bias")
 def parameter_axes(case: Case) -> tuple:
     """The axes of x that the affine parameters span (GRAD-2)."""
     ndim = len(case.shape)
-    if OPS[case.op].channel_axis:
+    if OPS[case.op].has_channel_axis:
         return (case.channel_axis % ndim,)
     k = len(case.attrs["normalized_shape"])
     return tuple(range(ndim - k, ndim))
@@ -68,7 +72,7 @@ def observe_vjp(adapter: Adapter, case: Case, device: str, context: Context | No
     context = context or Context(adapter.id, case.op, case.dtype, device, case.shape, case=case)
     p = case.params
     attrs = dict(case.attrs)
-    with adapter_call(context, "vjp", "GRAD-1", unchanged=given_arrays(case, x=case.inputs[0], dy=case.cotangent)):
+    with adapter_call(context, "vjp", "GRAD-1", unchanged=arrays_kept_unchanged(case, x=case.inputs[0], dy=case.cotangent)):
         observed = adapter.vjp(case.op, case.inputs[0], case.cotangent, weight=p.get("weight"),
                                bias=p.get("bias"), running_mean=p.get("running_mean"),
                                running_var=p.get("running_var"), training=case.training[0], eps=case.eps,

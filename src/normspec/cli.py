@@ -5,6 +5,11 @@
     normspec adapters               built-in adapters and whether they load here
     normspec check TARGET [...]     the conformance suite against an adapter
     normspec bench TARGET [...]     how long the check takes, against the raw call time
+    normspec findings ADAPTER       an adapter's known non-conformances as Markdown bug reports
+    normspec expectations update ADAPTER   run the check; write ADAPTER.proposed.toml to review
+    normspec site build DIR [--reports R ...]   the rendered spec, its conformance matrix and plots
+    normspec site check DIR         every clause anchor and internal link of a built site
+    normspec accuracy TARGET [...]  error over the NUM-1.1 bound against kappa and n, as PNG figures
 
 Exit status of `check`: 0 all pass or expected, 1 a non-conformance (or an
 expectation that no longer fails), 2 a usage or configuration error.
@@ -19,10 +24,11 @@ import sys
 import tempfile
 from importlib.resources import files
 
-from normspec import __version__, clauses
-from normspec.adapters import BUILTIN, DTYPES, OPS, load_adapter
+from normspec import __version__, bench, clauses
+from normspec.adapters import BUILTIN, load_adapter
+from normspec.dtypes import DTYPES
+from normspec.registry import OP_NAMES
 from normspec.errors import UsageError
-from normspec.report import timing_totals
 
 
 def _spec(args) -> int:
@@ -55,8 +61,11 @@ def _adapters(args) -> int:
     return 0
 
 
+CORES = os.cpu_count() or 1
+
+
 def _check(args, extra: list, quiet: bool = False) -> int:
-    load_adapter(args.target)  # a usage error here is reported before pytest starts
+    adapter = load_adapter(args.target)  # a usage error here is reported before pytest starts
     suite = files("normspec.tests").joinpath("conformance")
     report = args.report or tempfile.mkdtemp(prefix="normspec-report-")
     command = [sys.executable, "-m", "pytest", str(suite), "-p", "normspec.pytest_plugin", "-c", os.devnull,
@@ -82,90 +91,121 @@ def _check(args, extra: list, quiet: bool = False) -> int:
     environment = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [os.getcwd(),
                                                                             os.environ.get("PYTHONPATH")])))
     if args.workers > 1 and "OMP_NUM_THREADS" not in os.environ:
-        # Workers that each start one thread per core oversubscribe the machine: on 2 cores,
-        # `--workers 2` ran torch's calls 14 times slower and the check 1.7 times slower than one worker.
+        # Workers that each start one thread per core oversubscribe the machine and run slower
+        # than one worker (docs/benchmarks.md, "Threads per worker").
         environment["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // args.workers))
     if args.workers > 1:
         # JAX claims 75% of a GPU's memory per process unless told not to: a second worker would
         # find the GPU full. Allocating on demand changes no result.
         environment.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    environment.update(adapter.environment)  # what its framework reads at import (KERAS_BACKEND)
     completed = subprocess.run(command + extra, env=environment, stdout=subprocess.DEVNULL if quiet else None,
                                stderr=subprocess.DEVNULL if quiet else None)
-    if completed.returncode not in (0, 1, 5):
+    return verdict(completed.returncode, _statuses(os.path.join(report, "report.json")))
+
+
+PYTEST_INTERRUPTED, PYTEST_NO_TESTS = 2, 5
+
+
+def verdict(returncode: int, statuses: list) -> int:
+    """The exit status of `normspec check` from pytest's and the report's: a non-conformance is
+    1 whatever stopped the run (`-- -x` under pytest-xdist ends it as "interrupted"), a run
+    in which nothing applied or pytest itself failed is 2, else pytest's 0 or 1."""
+    if "fail" in statuses and returncode in (0, 1, PYTEST_INTERRUPTED):
+        return 1
+    if returncode not in (0, 1, PYTEST_NO_TESTS):
         return 2
-    ran = _results_that_ran(os.path.join(report, "report.json"))
-    if completed.returncode == 5 or ran == 0:
+    if returncode == PYTEST_NO_TESTS or all(status == "not-run" for status in statuses):
         print("normspec check: no test applies to this selection (every test was skipped or none was "
               "collected); check --ops/--dtypes/--devices against the adapter's capabilities", file=sys.stderr)
         return 2
-    return completed.returncode
+    return returncode
 
 
-def _results_that_ran(path: str) -> int:
-    """How many results in report.json passed, failed or failed as expected (not skipped)."""
+def _statuses(path: str) -> list:
+    """The status of every result in report.json (none if it is missing or unreadable)."""
     try:
         with open(path, encoding="utf-8") as stream:
-            results = json.load(stream)["results"]
+            return [result["status"] for result in json.load(stream)["results"]]
     except (OSError, ValueError, KeyError):
-        return 0
-    return sum(result["status"] != "not-run" for result in results)
+        return []
 
 
-def _bench(args) -> int:
-    """Per adapter: wall time of the check, examples per second, time per call inside the
-    implementation (the floor), suite time per example over that floor, JIT cache hit rate."""
-    import time
-    header = (f"{'adapter':<20} {'wall s':>7} {'examples':>8} {'ex/s':>6} {'calls':>7} {'call us':>8} "
-              f"{'suite/ex us':>11} {'ratio':>6} {'cache hit':>9} {'from disk':>9}  result")
-    print(header)
-    for target in args.targets:
-        with tempfile.TemporaryDirectory() as directory:
-            check = argparse.Namespace(target=target, ops=args.ops, dtypes=args.dtypes, devices="cpu",
-                                       profile=args.profile, examples=args.examples, expectations=None,
-                                       report=directory, spec_version=None, workers=args.workers, call_timeout=60.0,
-                                       test_timeout=900.0)
-            start = time.perf_counter()
-            status = _check(check, [], quiet=not args.verbose)
-            wall = time.perf_counter() - start
-            path = os.path.join(directory, "report.json")
-            report = json.load(open(path)) if os.path.exists(path) else {}
-            timing = report.get("timing", {}).get(_adapter_id(target), {})
-        examples, calls = timing.get("examples", 0), timing.get("calls", 0)
-        per_call = timing.get("call_seconds", 0) / calls if calls else float("nan")
-        # Time per example counts every worker: N workers sharing the wall time do N times the work.
-        per_example = wall * args.workers / examples if examples else float("nan")
-        floor = per_call * calls / examples if examples else float("nan")
-        hits, misses = _counter(timing, "cache_hits"), _counter(timing, "cache_misses")
-        hit_rate = f"{hits / (hits + misses):.0%}" if hits + misses else "-"
-        loads = _counter(timing, "persistent_loads")
-        from_disk = f"{loads / hits:.0%}" if hits else "-"
-        result = {0: "conforms", 1: "non-conformance", 2: "usage error"}.get(status, str(status))
-        print(f"{target:<20} {wall:7.1f} {examples:8.0f} {examples / wall:6.1f} {calls:7.0f} {per_call * 1e6:8.1f} "
-              f"{per_example * 1e6:11.0f} {per_example / floor if floor else float('nan'):6.1f} {hit_rate:>9} {from_disk:>9}  {result}")
-        if args.slowest:
-            _print_slowest(report.get("results", []), args.slowest)
+def _findings(args) -> int:
+    """The findings of a built-in adapter's expectations file (or of a .toml file) as bug reports."""
+    from normspec import expectations, findings
+    if args.adapter.endswith(".toml"):
+        name, loaded = os.path.basename(args.adapter)[:-len(".toml")], expectations.load_findings(args.adapter)
+    elif args.adapter in BUILTIN:
+        name, loaded = args.adapter, expectations.builtin_findings(args.adapter)
+    else:
+        raise UsageError(f"unknown adapter {args.adapter!r}: use one of {', '.join(BUILTIN)} or an expectations "
+                         f"file (FILE.toml)")
+    try:
+        chosen = findings.select(loaded, args.id)
+    except KeyError as error:
+        raise UsageError(f"{name}: {error.args[0]}") from None
+    render = findings.render_json if args.format == "json" else findings.render_markdown
+    sys.stdout.write(render(name, chosen))
     return 0
 
 
-def _counter(timing: dict, suffix: str) -> float:
-    """The sum of the adapter statistics() counters whose names end in `suffix`."""
-    return sum(value for key, value in timing.items() if key.endswith(suffix))
+def _site(args) -> int:
+    """Build the site (then check it), or check a built one (normspec.site)."""
+    from normspec.site import build, check
+    if args.action == "build":
+        accuracy_dir = args.accuracy
+        with tempfile.TemporaryDirectory(prefix="normspec-accuracy-") as drawn:
+            if not args.no_accuracy and accuracy_dir is None:
+                accuracy_dir = _draw_accuracy(list(_comparison_targets()), ("batch_norm",), ("float32",), drawn,
+                                              quiet=True)
+            folders = build.build(args.dir, report_paths=args.reports or (), all_versions=args.all_versions,
+                                  accuracy_dir=accuracy_dir, repository=args.git)
+        for folder in folders:
+            print(f"built {folder}")
+        if args.no_check:
+            return 0
+    problems = check.check(args.dir)
+    for problem in problems:
+        print(f"normspec site check: {problem}", file=sys.stderr)
+    if not problems:
+        print(f"{args.dir}: every clause anchor and internal link resolves")
+    return 1 if problems else 0
 
 
-def _print_slowest(results: list, count: int) -> None:
-    """The `count` tests that took longest, each summed over its ops, dtypes and devices: wall
-    time (all workers), examples and, for JIT adapters, executables compiled and loaded."""
-    tests = timing_totals(results, by="test")
-    jit = any(_counter(t, "cache_misses") or _counter(t, "persistent_loads") for t in tests.values())
-    print("  slowest tests (summed over ops, dtypes and devices):")
-    for name, total in sorted(tests.items(), key=lambda item: -item[1].get("wall", 0.0))[:count]:
-        print(f"    {name or '?':<52} {total.get('wall', 0.0):7.1f} s {total.get('examples', 0):7.0f} examples"
-              + (f" {_counter(total, 'cache_misses'):6.0f} compiled {_counter(total, 'persistent_loads'):6.0f} loaded"
-                 if jit else ""))
+def _comparison_targets():
+    from normspec.accuracy_plot import COMPARISON
+    return COMPARISON
 
 
-def _adapter_id(target: str) -> str:
-    return load_adapter(target).id
+def _draw_accuracy(targets: list, ops, dtypes, out, device: str = "cpu", quiet: bool = False) -> str:
+    """Measure each target (normspec.accuracy) and draw the figures into `out`; returns `out`."""
+    from normspec import accuracy, accuracy_plot
+    points, labels = [], {}
+    for target in targets:
+        adapter = load_adapter(target)
+        labels[adapter.id] = accuracy_plot.COMPARISON.get(target, accuracy_plot.KNOWN.get(adapter.id, adapter.id))
+        measured = accuracy.measure(adapter, ops, dtypes, device)
+        if not measured and not quiet:
+            print(f"normspec accuracy: {adapter.id} covers none of the ops and dtypes asked for", file=sys.stderr)
+        points += measured
+    os.makedirs(out, exist_ok=True)
+    accuracy.save(points, os.path.join(out, "accuracy.json"))
+    for path in accuracy_plot.draw(points, out, labels):
+        if not quiet:
+            print(f"wrote {path}")
+    return out
+
+
+def _accuracy(args) -> int:
+    ops = args.ops.split(",") if args.ops else list(OP_NAMES)
+    dtypes = args.dtypes.split(",") if args.dtypes else list(DTYPES)
+    unknown = [o for o in ops if o not in OP_NAMES] + [d for d in dtypes if d not in DTYPES]
+    if unknown:
+        raise UsageError(f"unknown op or dtype {unknown}: ops from {', '.join(OP_NAMES)}, dtypes from {', '.join(DTYPES)}")
+    targets = list(args.targets) + ([t for t in _comparison_targets() if t not in args.targets] if args.compare else [])
+    _draw_accuracy(targets, ops, dtypes, args.out, args.device)
+    return 0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -183,7 +223,7 @@ def _parser() -> argparse.ArgumentParser:
                                 epilog="Arguments after -- go to pytest unchanged.")
     check.add_argument("target", metavar="TARGET", help=f"built-in adapter ({', '.join(BUILTIN)}) or "
                        "package.module:attr")
-    check.add_argument("--ops", help=f"comma-separated subset of {','.join(OPS)}")
+    check.add_argument("--ops", help=f"comma-separated subset of {','.join(OP_NAMES)}")
     check.add_argument("--dtypes", help=f"comma-separated subset of {','.join(DTYPES)}")
     check.add_argument("--devices", help="comma-separated subset of cpu,cuda (default both; absent ones "
                        "are reported as not run)")
@@ -194,7 +234,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="an expectations file (TOML) for this adapter (repeatable)")
     check.add_argument("--report", metavar="DIR", help="write report.json, summary.md and junit.xml to DIR")
     check.add_argument("--spec-version", help="fail with exit 2 unless the bundled spec has this version")
-    check.add_argument("--workers", type=int, default=1, help="pytest-xdist worker processes (default 1)")
+    check.add_argument("--workers", type=int, default=CORES,
+                       help=f"pytest-xdist worker processes (default: this machine's cores, {CORES})")
     check.add_argument("--call-timeout", type=float, default=60.0, metavar="SECONDS",
                        help="fail a call into the implementation that takes longer (default 60)")
     check.add_argument("--test-timeout", type=float, default=900.0, metavar="SECONDS",
@@ -206,11 +247,69 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--dtypes", help="comma-separated subset of dtypes")
     bench.add_argument("--profile", default="ci", choices=("ci", "dev", "thorough"))
     bench.add_argument("--examples", type=int, help="Hypothesis examples per property")
-    bench.add_argument("--workers", type=int, default=1,
-                       help="pytest-xdist worker processes per check (default 1); suite/ex counts them all")
+    bench.add_argument("--workers", type=int, default=CORES,
+                       help=f"pytest-xdist worker processes per check (default: this machine's cores, {CORES}); "
+                       "suite/ex counts them all")
     bench.add_argument("--slowest", type=int, default=0, metavar="N",
                        help="after each adapter, its N slowest tests with their examples (and JIT compilations)")
     bench.add_argument("--verbose", action="store_true", help="show the checks' own output")
+    findings = commands.add_parser("findings", help="print an adapter's findings as Markdown bug reports")
+    findings.add_argument("adapter", metavar="ADAPTER", help=f"built-in adapter ({', '.join(BUILTIN)}) or an "
+                          "expectations file (FILE.toml)")
+    findings.add_argument("--id", help="only the finding with this id")
+    findings.add_argument("--format", default="markdown", choices=("markdown", "json"))
+    expectations = commands.add_parser("expectations", help="keep an adapter's expectations file true")
+    actions = expectations.add_subparsers(dest="action", required=True)
+    update = actions.add_parser("update", help="run the check and write ADAPTER.proposed.toml: the expectations "
+                                "file without the rows that no longer fail, and proposed findings for the failures "
+                                "no row lists (it never writes the expectations file itself)",
+                                epilog="Arguments after -- go to pytest unchanged.")
+    update.add_argument("target", metavar="ADAPTER", help=f"built-in adapter ({', '.join(BUILTIN)}) or "
+                        "package.module:attr (with --expectations)")
+    update.add_argument("--expectations", metavar="FILE", help="the expectations file to update (default: the "
+                        "built-in adapter's)")
+    update.add_argument("--output", metavar="PATH", help="where to write (default: ./ADAPTER.proposed.toml)")
+    update.add_argument("--ops", help=f"comma-separated subset of {','.join(OP_NAMES)}")
+    update.add_argument("--dtypes", help=f"comma-separated subset of {','.join(DTYPES)}")
+    update.add_argument("--devices", help="comma-separated subset of cpu,cuda")
+    update.add_argument("--profile", default="ci", choices=("ci", "dev", "thorough"),
+                        help="Hypothesis profile (default ci, the one the files are measured with)")
+    update.add_argument("--examples", type=int, help="Hypothesis examples per property")
+    update.add_argument("--workers", type=int, default=CORES,
+                        help=f"pytest-xdist worker processes (default: this machine's cores, {CORES})")
+    update.add_argument("--call-timeout", type=float, default=60.0, metavar="SECONDS")
+    update.add_argument("--test-timeout", type=float, default=900.0, metavar="SECONDS")
+    site = commands.add_parser("site", help="the rendered spec: build it, or check a built one")
+    site_actions = site.add_subparsers(dest="action", required=True)
+    site_build = site_actions.add_parser(
+        "build", help="build the site into DIR/<spec version>/ (DIR/draft/ for unreleased text), then check it",
+        description="Builds the spec with mkdocs-material, offline (pip install 'normspec[site]'): each clause's "
+        "anchor is its ID, with its history and its conformance; a conformance matrix from report.json files; "
+        "accuracy figures.")
+    site_build.add_argument("dir", metavar="DIR", help="the site's folder (version folders are added or replaced)")
+    site_build.add_argument("--reports", nargs="+", metavar="REPORT",
+                            help="report.json files or `normspec check --report` folders for the matrix")
+    site_build.add_argument("--all-versions", action="store_true",
+                            help="also build every released spec version from the git history")
+    site_build.add_argument("--git", metavar="REPO", help="the git checkout whose history --all-versions reads "
+                            "(default: the current directory)")
+    site_build.add_argument("--accuracy", metavar="DIR", help="take the accuracy figures from DIR (written by "
+                            "`normspec accuracy --out DIR`) instead of drawing the default comparison")
+    site_build.add_argument("--no-accuracy", action="store_true", help="no accuracy figures")
+    site_build.add_argument("--no-check", action="store_true", help="do not check anchors and links afterwards")
+    site_check = site_actions.add_parser("check", help="check that every clause ID resolves to its anchor and "
+                                         "that no internal link of a built site is broken (exit 1 if not)")
+    site_check.add_argument("dir", metavar="DIR")
+    accuracy = commands.add_parser("accuracy", help="error over the NUM-1.1 bound against kappa and n (PNG figures)")
+    accuracy.add_argument("targets", nargs="+", metavar="TARGET", help="adapters to measure (built-in ID or "
+                          "package.module:attr); with several, why.png compares them")
+    accuracy.add_argument("--ops", help=f"comma-separated subset of {','.join(OP_NAMES)}")
+    accuracy.add_argument("--dtypes", help=f"comma-separated subset of {','.join(DTYPES)}")
+    accuracy.add_argument("--out", default="accuracy", metavar="DIR",
+                          help="folder for accuracy.json and the figures, e.g. a --report folder (default ./accuracy)")
+    accuracy.add_argument("--device", default="cpu", help="device to run on (default cpu)")
+    accuracy.add_argument("--compare", action="store_true", help="also measure the reference, the zoo's two-pass, "
+                          "Welford and fused kernels and the one-pass mutant, for the comparison figure")
     return parser
 
 
@@ -227,7 +326,16 @@ def main(argv=None) -> int:
         if args.command == "adapters":
             return _adapters(args)
         if args.command == "bench":
-            return _bench(args)
+            return bench.run(args, _check)
+        if args.command == "findings":
+            return _findings(args)
+        if args.command == "site":
+            return _site(args)
+        if args.command == "accuracy":
+            return _accuracy(args)
+        if args.command == "expectations":
+            from normspec import expectations_update
+            return expectations_update.update(args, extra, check=_check)
         return _check(args, extra)
     except UsageError as error:
         print(f"normspec: {error}", file=sys.stderr)

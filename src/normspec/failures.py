@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from normspec.dtypes import numpy_spelling
+
 _PRINTABLE_ELEMENTS = 64
 
 
@@ -38,9 +40,10 @@ def repro_snippet(adapter_id: str, case, device: str, *, law: tuple | None = Non
     backward = case.cotangent is not None
     run = "run_vjp_case" if backward else "run_case"
     head = ("import numpy as np, ml_dtypes\nfrom normspec.adapters import load_adapter\n"
-            + ("from normspec.cases import Case, observe\n" if law is not None
-               else "from normspec.cases import Case\nfrom normspec.backward import run_vjp_case\n" if backward
-               else "from normspec.cases import Case, run_case\n"))
+            + "from normspec.cases import Case\n"
+            + ("from normspec.driver import observe\n" if law is not None
+               else "from normspec.backward import run_vjp_case\n" if backward
+               else "from normspec.driver import run_case\n"))
     body = _case_code("case", case, adapter_id, device)
     if law is None:
         return head + body + f"{run}(load_adapter({target!r}), case, {device!r})"
@@ -56,7 +59,7 @@ def _case_code(name: str, case, adapter_id: str, device: str) -> str:
     """`name = Case(...)` with the arrays inline, or `Case.load(...)` of the saved file."""
     if not _printable(case):
         return f"{name} = Case.load({str(failure_dir() / (case_name(case, adapter_id, device) + '.npz'))!r})\n"
-    dtype = "ml_dtypes.bfloat16" if case.dtype == "bfloat16" else f"np.{case.dtype}"
+    dtype = numpy_spelling(case.dtype)
 
     def array(a):
         if a is None:

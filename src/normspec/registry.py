@@ -1,5 +1,6 @@
-"""One row per op (in the manner of PyTorch's OpInfo): how the suite calls the
-reference and an adapter for that op, and which clauses its tests cite.
+"""The single source of truth for ops: one row per op, written with keyword fields as
+PyTorch's OpInfo rows are, that the generic tests, the strategies, the driver and the
+reports loop over; and the clause prefixes they cite.
 
 A new op is a spec section, a reference file and one row here.
 """
@@ -11,54 +12,82 @@ from typing import Callable
 import numpy as np
 
 from normspec import reference
+from normspec.dtypes import DTYPES, HALF_DTYPES
+
+# Clause families that apply to every op; an op's own family is OpInfo.prefix.
+GENERIC_PREFIXES = ("GEN", "NORM", "NUM", "ERR", "GRAD")
+DEVICES = ("cpu", "cuda")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class OpInfo:
     name: str
+    prefix: str  # the op's clause family, e.g. "BN"
     clauses: tuple  # the op's own clauses, cited by every test of the op
     reference: Callable
+    vjp: Callable  # the reference VJP (spec/gradients.md), the forward's arguments after dy
     stateful: bool  # built as a layer with running statistics (BN-4, IN-3)
-    channel_axis: bool  # has a channel axis that follows the adapter's layout
+    has_channel_axis: bool  # has a channel axis that follows the adapter's layout
     centring: bool  # subtracts the mean (all but RMSNorm)
     ranks: tuple  # smallest and largest input rank
     shape_attr: str | None  # the attribute naming the normalized shape or the groups
     error_kinds: tuple = ()  # invalid configurations it must reject (normspec.error_inputs, spec ERR-1)
-    vjp: Callable | None = None  # the reference VJP (spec/gradients.md), the forward's arguments after dy
+    independence_clause: str | None = None  # the clause saying each sample is normalized alone
+    has_bias: bool = True  # the adapter interface passes a bias (RMSNorm's has none: RMS-3)
+
+    @property
+    def defining_clause(self) -> str:
+        """The op's first clause, cited when a call into the implementation fails."""
+        return self.clauses[0]
 
 
 OPS = {
     row.name: row
     for row in (
-        OpInfo("batch_norm", ("BN-1", "BN-2", "BN-3", "BN-4"), reference.batch_norm, True, True, True, (2, 5), None,
-               ("negative_eps", "momentum_out_of_range", "weight_shape"), reference.batch_norm_vjp),
-        OpInfo("layer_norm", ("LN-1", "LN-2"), reference.layer_norm, False, False, True, (1, 4), "normalized_shape",
-               ("negative_eps", "normalized_shape_mismatch", "weight_shape"), reference.layer_norm_vjp),
-        OpInfo("group_norm", ("GN-1", "GN-2"), reference.group_norm, False, True, True, (2, 5), "num_groups",
-               ("negative_eps", "groups_not_dividing", "weight_shape"), reference.group_norm_vjp),
-        OpInfo("instance_norm", ("IN-1", "IN-2", "IN-3"), reference.instance_norm, True, True, True, (3, 5), None,
-               ("negative_eps", "weight_shape"), reference.instance_norm_vjp),
-        OpInfo("rms_norm", ("RMS-1", "RMS-2", "RMS-3"), reference.rms_norm, False, False, False, (1, 4),
-               "normalized_shape", ("negative_eps", "normalized_shape_mismatch", "weight_shape"), reference.rms_norm_vjp),
+        OpInfo(name="batch_norm", prefix="BN", clauses=("BN-1", "BN-2", "BN-3", "BN-4"),
+               reference=reference.batch_norm, vjp=reference.batch_norm_vjp,
+               stateful=True, has_channel_axis=True, centring=True, ranks=(2, 5), shape_attr=None,
+               error_kinds=("negative_eps", "momentum_out_of_range", "weight_shape")),
+        OpInfo(name="layer_norm", prefix="LN", clauses=("LN-1", "LN-2"),
+               reference=reference.layer_norm, vjp=reference.layer_norm_vjp,
+               stateful=False, has_channel_axis=False, centring=True, ranks=(1, 4), shape_attr="normalized_shape",
+               error_kinds=("negative_eps", "normalized_shape_mismatch", "weight_shape"),
+               independence_clause="LN-2"),
+        OpInfo(name="group_norm", prefix="GN", clauses=("GN-1", "GN-2"),
+               reference=reference.group_norm, vjp=reference.group_norm_vjp,
+               stateful=False, has_channel_axis=True, centring=True, ranks=(2, 5), shape_attr="num_groups",
+               error_kinds=("negative_eps", "groups_not_dividing", "weight_shape"),
+               independence_clause="GN-2"),
+        OpInfo(name="instance_norm", prefix="IN", clauses=("IN-1", "IN-2", "IN-3"),
+               reference=reference.instance_norm, vjp=reference.instance_norm_vjp,
+               stateful=True, has_channel_axis=True, centring=True, ranks=(3, 5), shape_attr=None,
+               error_kinds=("negative_eps", "weight_shape"), independence_clause="IN-2"),
+        OpInfo(name="rms_norm", prefix="RMS", clauses=("RMS-1", "RMS-2", "RMS-3"),
+               reference=reference.rms_norm, vjp=reference.rms_norm_vjp,
+               stateful=False, has_channel_axis=False, centring=False, ranks=(1, 4), shape_attr="normalized_shape",
+               error_kinds=("negative_eps", "normalized_shape_mismatch", "weight_shape"),
+               independence_clause="RMS-2", has_bias=False),
     )
 }
+OP_NAMES = tuple(OPS)
 
-
-_GENERIC = ("GEN", "NORM", "NUM", "ERR", "GRAD")
-_PREFIX = {"batch_norm": "BN", "layer_norm": "LN", "group_norm": "GN", "instance_norm": "IN", "rms_norm": "RMS"}
+__all__ = ["DEVICES", "DTYPES", "GENERIC_PREFIXES", "HALF_DTYPES", "OPS", "OP_NAMES", "OpInfo", "clauses_for",
+           "slice_ids"]
 
 
 def clauses_for(op: str | None, cited) -> list:
-    """The cited clauses that apply to `op`: the generic ones and the op's own."""
+    """The cited clauses that apply to `op`: the generic ones and the op's own (NUM-1.5, on
+    running statistics, only for the ops that keep them)."""
     if op is None:
         return list(cited)
-    return [c for c in cited if (c.split("-")[0] in _GENERIC or c.split("-")[0] == _PREFIX[op])
-            and (c != "NUM-1.5" or OPS[op].stateful)]  # running statistics: BatchNorm, InstanceNorm
+    row = OPS[op]
+    return [c for c in cited if c.split("-")[0] in GENERIC_PREFIXES + (row.prefix,)
+            and (c != "NUM-1.5" or row.stateful)]
 
 
 def slice_ids(op: str, shape: tuple, attrs: dict, channel_axis: int) -> np.ndarray:
     """The slice (NORM steps' unit) each element belongs to, as an int array of `shape`."""
-    if op in ("layer_norm", "rms_norm"):
+    if not OPS[op].has_channel_axis:
         k = len(attrs["normalized_shape"])
         return np.arange(int(np.prod(shape[:len(shape) - k]))).repeat(int(np.prod(shape[len(shape) - k:]))).reshape(shape)
     axis = channel_axis % len(shape)

@@ -23,23 +23,19 @@ from functools import lru_cache
 import numpy as np
 
 from normspec.registry import OPS, slice_ids
+from normspec.run import CURRENT
 
 SIZES = {"ci": 32, "dev": 64, "thorough": 256}
 _MAX_ELEMENTS = 4096  # spatial extent at most _MAX_ELEMENTS // 40 (a shape has at most 16384 elements)
 _CANDIDATES = 2000
-_size = [SIZES["ci"]]
 
 
 def set_size(size: int) -> None:
-    """Shapes per pool from now on (the plugin sets it from the Hypothesis profile)."""
+    """Shapes per pool from now on, in the run's settings (the plugin sets it from the profile)."""
     if not isinstance(size, int) or size < 8:
         raise ValueError(f"shape pool size={size!r}: it must be an integer of at least 8, so that every "
                          f"coverage class fits; use normspec.shape_pool.SIZES for the profiles' sizes")
-    _size[0] = size
-
-
-def size() -> int:
-    return _size[0]
+    CURRENT.settings.shape_pool_size = size
 
 
 def _length(rng, max_value: int = 80) -> int:
@@ -60,7 +56,7 @@ def _cap(dims: list, limit: int) -> list:
 def sample(rng, op: str, channel_axis: int, min_reduction: int) -> tuple:
     """One (shape, attrs) for `op`; min_reduction=2 keeps every slice at two or more elements."""
     row = OPS[op]
-    if op in ("layer_norm", "rms_norm"):
+    if not row.has_channel_axis:
         normalized = _cap([_length(rng) for _ in range(rng.integers(1, 3))], 1024)
         if int(np.prod(normalized)) < min_reduction:
             normalized[-1] = min_reduction
@@ -99,7 +95,7 @@ def coverage(op: str, shape: tuple, attrs: dict, channel_axis: int) -> frozenset
     n = reduction_length(op, shape, attrs, channel_axis)
     length = "one" if n == 1 else "long" if n > 64 else "power_of_two" if n & (n - 1) == 0 else "other"
     classes = {f"reduction:{length}", f"rank:{len(shape)}", f"batch:{'one' if shape[0] == 1 else 'many'}"}
-    if op in ("layer_norm", "rms_norm"):
+    if not OPS[op].has_channel_axis:
         classes.add(f"normalized_axes:{len(attrs['normalized_shape'])}")
         classes.add(f"leading_axes:{len(shape) - len(attrs['normalized_shape'])}")
     else:
@@ -122,7 +118,7 @@ def pool(op: str, *, channel_axis: int = 1, min_reduction: int = 1, pool_size: i
     cover first takes, class by class, the smallest candidate of each coverage class,
     then the rest are filled in candidate order.
     """
-    pool_size = pool_size or size()
+    pool_size = pool_size or CURRENT.settings.shape_pool_size
     key = f"{op}|{channel_axis}|{min_reduction}".encode()
     rng = np.random.default_rng(int.from_bytes(hashlib.sha256(key).digest()[:8], "little"))
     candidates, seen = [], set()

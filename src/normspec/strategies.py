@@ -18,21 +18,26 @@ import numpy as np
 from hypothesis import strategies as st
 
 from normspec import shape_pool
-from normspec.cases import Case, numpy_dtype
+from normspec.cases import Case
+from normspec.dtypes import DTYPES, numpy_dtype
+from normspec.run import CURRENT
 from normspec.registry import OPS, slice_ids
 
 FAMILIES = ("well_conditioned", "dyadic_grid", "exact_statistics", "large_offset", "spread_near_eps", "extreme_magnitude",
             "constant_slices")
-DRAWN = {"cases": 0}  # cases drawn, i.e. examples run (for `normspec bench`)
+
+
+def _validate_op_and_axis(op: str, channel_axis: int) -> None:
+    if op not in OPS:
+        raise ValueError(f"op={op!r} is not one of {sorted(OPS)}; pass an op name from normspec.registry.OPS")
+    if channel_axis not in (1, -1):
+        raise ValueError(f"channel_axis={channel_axis!r} must be 1 (channels first) or -1 (channels last)")
 
 
 def _validate(op: str, dtype: str, channel_axis: int, families) -> None:
-    if op not in OPS:
-        raise ValueError(f"op={op!r} is not one of {sorted(OPS)}; pass an op name from normspec.registry.OPS")
-    if dtype not in ("float16", "bfloat16", "float32", "float64"):
-        raise ValueError(f"dtype={dtype!r} is not float16, bfloat16, float32 or float64")
-    if channel_axis not in (1, -1):
-        raise ValueError(f"channel_axis={channel_axis!r} must be 1 (channels first) or -1 (channels last)")
+    _validate_op_and_axis(op, channel_axis)
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype={dtype!r} is not one of {', '.join(DTYPES)}")
     unknown = set(families) - set(FAMILIES)
     if unknown:
         raise ValueError(f"families {sorted(unknown)} unknown; choose from {FAMILIES}")
@@ -43,11 +48,8 @@ def shapes(*, op: str, channel_axis: int = 1, min_reduction: int = 1):
     lengths of 1, non-powers of two and longer than 64, every rank; attrs holds
     normalized_shape or num_groups. min_reduction=2 keeps every slice at two or more
     elements (BN-5 is tested apart). Shrinks toward the pool's smallest shape."""
-    if op not in OPS:
-        raise ValueError(f"op={op!r} is not one of {sorted(OPS)}; pass an op name from normspec.registry.OPS")
-    if channel_axis not in (1, -1):
-        raise ValueError(f"channel_axis={channel_axis!r} must be 1 (channels first) or -1 (channels last)")
-    return _pool_choice(op, channel_axis, min_reduction, shape_pool.size())
+    _validate_op_and_axis(op, channel_axis)
+    return _pool_choice(op, channel_axis, min_reduction, CURRENT.settings.shape_pool_size)
 
 
 @lru_cache(maxsize=None)
@@ -59,7 +61,7 @@ def _pool_choice(op: str, channel_axis: int, min_reduction: int, pool_size: int)
 @lru_cache(maxsize=None)
 def _choice(options: tuple):
     """One strategy object per choice list: Hypothesis validates a strategy on its first draw,
-    so a strategy built anew for every draw costs ~0.1 ms each time."""
+    so a strategy built anew for every draw would pay that every time."""
     return st.sampled_from(options)
 
 
@@ -133,7 +135,7 @@ def cases(draw, *, op: str, dtype: str, channel_axis: int = 1, families=FAMILIES
     cumulative allows momentum None (BN-4.2) when the adapter supports it.
     """
     _validate(op, dtype, channel_axis, families)
-    DRAWN["cases"] += 1
+    CURRENT.counters.cases_drawn += 1
     row, np_dtype = OPS[op], numpy_dtype(dtype)
     shape, attrs = draw(shapes(op=op, channel_axis=channel_axis, min_reduction=min_reduction))
     family = draw(_choice(tuple(families)))
@@ -150,7 +152,7 @@ def cases(draw, *, op: str, dtype: str, channel_axis: int = 1, families=FAMILIES
         params["weight"] = (rng.uniform(0.5, 2, params_shape) * rng.choice([-1, 1], params_shape)).astype(np_dtype)
         # The adapter interface's RMSNorm has no bias: most frameworks have none (RMS-3).
         bias = np.round(rng.uniform(-2, 2, params_shape), 2).astype(np_dtype)
-        params["bias"] = None if op == "rms_norm" else bias
+        params["bias"] = bias if row.has_bias else None
     else:
         params["weight"] = params["bias"] = None
     if row.stateful:
@@ -194,9 +196,8 @@ _STRATEGIES: dict = {}
 
 def _memo(build, adapter, **arguments):
     """build(adapter, **arguments), built once per adapter and arguments. The tests draw their
-    case strategy in every example; a strategy built anew costs ~0.15-0.35 ms a draw
-    (validation, and a label Hypothesis computes from the function's source), against the
-    ~3 ms an example takes. The same strategy draws the same examples."""
+    case strategy in every example, and a strategy built anew pays Hypothesis's validation
+    and labelling each time (docs/benchmarks.md). The same strategy draws the same examples."""
     key = (build, adapter, tuple(sorted((name, _hashable(value)) for name, value in arguments.items())))
     strategy = _STRATEGIES.get(key)
     if strategy is None:
@@ -214,7 +215,7 @@ def long_slice_case(adapter, *, op: str, dtype: str, family: str, length: int = 
     accumulator loses the statistics, in the adapter's layout. LayerNorm and RMSNorm take
     `rows` slices (rows > 1 makes long sums over the leading axis: GRAD-2's parameter sums)."""
     channel_axis = adapter.conventions.channel_axis
-    if op in ("layer_norm", "rms_norm"):
+    if not OPS[op].has_channel_axis:
         shape, attrs = (rows, length), {"normalized_shape": (length,)}
     else:
         side = int(np.sqrt(length))

@@ -34,13 +34,11 @@ def compute_subnormal(input_dtype) -> float:
     return smallest_subnormal(np.float64 if np.dtype(input_dtype) == np.float64 else np.float32)
 
 
-def half(value):
+def half_rounded_up(value):
     """value / 2 rounded up to the next float64: the bounds' terms (1/2) tau. For float64 data
-    (1/2) tau = 2^-1075 is not a float64 number and value / 2 rounds it to 0, and a bound that
-    loses it rejects a result the exact bound admits (a float64 BatchNorm output one subnormal
-    from the reference met a bound of 0; seed 10 of the thorough sweep on torch). The errors
-    compared with a bound are float64 numbers, so rounding the bound up to the next one decides
-    as the exact bound does."""
+    (1/2) tau = 2^-1075 is not a float64 number and value / 2 would round it to 0, a bound
+    stricter than the exact one. The errors compared with a bound are float64 numbers, so
+    rounding the bound up to the next one decides as the exact bound does."""
     return np.nextafter(np.asarray(value, dtype=np.float64) / 2, np.inf)
 
 
@@ -72,9 +70,9 @@ def output_bound(steps: Steps, output: np.ndarray, weight, bias, *, input_dtype)
     gamma = 1.0 if weight is None else np.abs(weight)
     beta = 0.0 if bias is None else np.abs(bias)
     with np.errstate(invalid="ignore", over="ignore"):
-        underflow = half(tiny * (gamma * (np.abs(steps.inverse_std) + 1) + 1))  # products in the subnormal range
+        underflow = half_rounded_up(tiny * (gamma * (np.abs(steps.inverse_std) + 1) + 1))  # products in the subnormal range
         return (gamma * error_x_hat + 2 * u * (gamma * x_hat + beta) + u_out * np.abs(output) + underflow
-                + half(tiny_out))
+                + half_rounded_up(tiny_out))
 
 
 def running_bound(*, alpha: float, old, batch_statistic, new, batch_error, input_dtype) -> np.ndarray:
@@ -86,7 +84,7 @@ def running_bound(*, alpha: float, old, batch_statistic, new, batch_error, input
     u_out = unit_roundoff(input_dtype)
     with np.errstate(invalid="ignore"):  # non-finite statistics (NUM-4.3) are compared exactly, not by this bound
         return (alpha * batch_error + 3 * u * (np.abs((1 - alpha) * old) + np.abs(alpha * batch_statistic))
-                + u_out * np.abs(new) + compute_subnormal(input_dtype) + half(smallest_subnormal(input_dtype)))
+                + u_out * np.abs(new) + compute_subnormal(input_dtype) + half_rounded_up(smallest_subnormal(input_dtype)))
 
 
 def batch_statistic_errors(steps: Steps, *, input_dtype):
@@ -99,6 +97,32 @@ def batch_statistic_errors(steps: Steps, *, input_dtype):
     variance = steps.variance
     with np.errstate(invalid="ignore"):
         return eps_stat * mean_abs, (eps_stat + 2 * u) * variance + eps_stat * mean_abs * np.sqrt(np.maximum(variance, 0))
+
+
+def batch_statistic_terms(steps: Steps, *, shape: tuple, channel_axis: int, samples: int, input_dtype) -> dict:
+    """NUM-1.5's per-channel batch statistics |s| and their allowed errors delta_s, for the
+    running mean and the running variance: {"running mean": (|s|, delta_s), "running
+    variance": (...)}. `steps` are per-slice (one slice per channel for BatchNorm, N for
+    InstanceNorm, whose `samples` = N instance statistics are averaged: IN-3)."""
+    u = compute_roundoff(input_dtype)
+    others = tuple(i for i in range(len(shape)) if i != channel_axis)
+    n = steps.reduction_length
+    estimator = n / (n - 1) if n > 1 else 1.0  # the larger of the two estimators (BN-4.4)
+    mean_error, var_error = batch_statistic_errors(steps, input_dtype=input_dtype)
+
+    def per_channel(values):  # mean over the slices of a channel
+        return np.mean(np.broadcast_to(values, shape), axis=others)
+
+    batch_mean = per_channel(np.abs(steps.mean))
+    batch_var = per_channel(steps.variance) * estimator
+    # The variance's error has a second-order term delta_mu^2 (alone for a constant slice,
+    # whose computed mean need not equal its value, NUM-3.2).
+    terms = {"running mean": (batch_mean, per_channel(mean_error)),
+             "running variance": (batch_var, per_channel(var_error) * estimator
+                                  + per_channel(mean_error**2) * estimator)}
+    if samples:
+        terms = {name: (batch, error + (samples + 1) * u * batch) for name, (batch, error) in terms.items()}
+    return terms
 
 
 # The reference itself (reference/_steps.py) forms centred values from a two-part mean,
@@ -135,7 +159,8 @@ def _parameter_sums(values: np.ndarray, parameter_axes: tuple) -> np.ndarray:
     return values.sum(axis=tuple(a for a in range(values.ndim) if a not in parameter_axes))
 
 
-def _g(dy, weight) -> np.ndarray:
+def _weighted_cotangent(dy, weight) -> np.ndarray:
+    """g = gamma dy of GRAD-3 (dy alone without a weight), in float64."""
     dy = np.asarray(dy, dtype=np.float64)
     return dy if weight is None else dy * np.asarray(weight, dtype=np.float64)
 
@@ -157,7 +182,7 @@ def vjp_bounds(steps: Steps, dy, weight, gradient: dict, *, slice_ids, parameter
     eps_n = statistics_error(n, u)
     r, kappa, x_hat = steps.inverse_std, steps.conditioning, np.abs(steps.normalized)
     error_x_hat = normalized_error(steps, input_dtype=input_dtype)  # NUM-1.1
-    g = np.abs(_g(dy, weight))
+    g = np.abs(_weighted_cotangent(dy, weight))
     with np.errstate(invalid="ignore", over="ignore"):
         if frozen:  # GRAD-6.2
             dx_bound = 5 * u * r * g
@@ -184,7 +209,7 @@ def _rounding(exact, dtype):
     """u_out |value| + tau_out / 2: one rounding to the gradient's dtype (0 for an absent gradient)."""
     if exact is None:
         return 0.0
-    return unit_roundoff(dtype) * np.abs(exact) + half(smallest_subnormal(dtype))
+    return unit_roundoff(dtype) * np.abs(exact) + half_rounded_up(smallest_subnormal(dtype))
 
 
 # The reference VJP (reference/_vjp.py) takes x_hat and r from the forward reference (each
@@ -229,7 +254,7 @@ def reference_vjp_bounds(steps: Steps, dy, weight, *, slice_ids, parameter_axes:
     u = unit_roundoff(np.float64)
     ulps = 2 * REFERENCE_VJP_ULPS * u
     r, x_hat = steps.inverse_std, np.abs(steps.normalized)
-    g = _g(dy, weight)
+    g = _weighted_cotangent(dy, weight)
     with np.errstate(invalid="ignore", over="ignore"):
         if frozen:
             dx_bound = ulps * r * np.abs(g)

@@ -8,7 +8,9 @@ import pytest
 from hypothesis import assume, given, strategies as st
 
 from normspec import backward, tolerance
-from normspec.cases import first_step_bound, numpy_dtype, observe
+from normspec.driver import observe
+from normspec.dtypes import numpy_dtype
+from normspec.oracle import first_step_bound
 from normspec.compare import Context, assert_within
 from normspec.registry import OPS, slice_ids
 from normspec.strategies import backward_cases, cotangent, long_slice_case
@@ -47,11 +49,11 @@ def test_vjp_half_precision_accumulation(adapter, op, dtype, device, family):
     (mean(g), mean(g x_hat); BatchNorm, GroupNorm and InstanceNorm also sum their parameter
     gradients over it) and, for LayerNorm and RMSNorm, whose parameters sum over the rows,
     4096 rows of 2."""
-    shapes = [dict(length=4096)] + ([dict(length=2, rows=4096)] if not OPS[op].channel_axis else [])
+    shapes = [dict(length=4096)] + ([dict(length=2, rows=4096)] if not OPS[op].has_channel_axis else [])
     for shape in shapes:
         case = long_slice_case(adapter, op=op, dtype=dtype, family=family, **shape)
         np_dtype = numpy_dtype(dtype)
-        ones = np.ones(case.shape[case.channel_axis] if OPS[op].channel_axis else case.shape[-1], np_dtype)
+        ones = np.ones(case.shape[case.channel_axis] if OPS[op].has_channel_axis else case.shape[-1], np_dtype)
         params = {**case.params, "weight": ones, "bias": None if op == "rms_norm" else np.zeros_like(ones)}
         dy = cotangent(np.random.default_rng(1), "near_one", case.shape, np_dtype)
         backward.run_vjp_case(adapter, dataclasses.replace(case, cotangent=dy, params=params), device,

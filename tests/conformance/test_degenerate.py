@@ -6,8 +6,11 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from normspec.cases import Case, make_layer, numpy_dtype, run_case
-from normspec.compare import Context
+from normspec.cases import Case
+from normspec.conventions import make_layer
+from normspec.driver import run_case
+from normspec.dtypes import numpy_dtype
+from normspec.compare import ClauseRouting, Context
 from normspec.strategies import cases_for
 
 
@@ -17,7 +20,7 @@ def test_constant_slices(adapter, op, dtype, device, data):
     """Constant slices (eps > 0) give finite outputs, beta within the bound."""
     case = data.draw(cases_for(adapter, op=op, dtype=dtype, min_reduction=2, families=("constant_slices",)),
                      label="case")
-    run_case(adapter, case, device, clause="NUM-3.2", nonfinite_clause="NUM-3.1")
+    run_case(adapter, case, device, clause=ClauseRouting("NUM-3.2", nonfinite="NUM-3.1"))
 
 
 @pytest.mark.clauses("NUM-4.1", "NUM-4.2", "NUM-1.1")
@@ -32,7 +35,7 @@ def test_non_finite_propagation(adapter, op, dtype, device, value, data):
     position = data.draw(st.integers(0, x.size - 1), label="flat position")
     x.reshape(-1)[position] = value
     run_case(adapter, dataclasses.replace(case, inputs=[x]), device,
-             nonfinite_clause="NUM-4.1" if np.isnan(value) else "NUM-4.2")
+             clause=ClauseRouting("NUM-1.1", nonfinite="NUM-4.1" if np.isnan(value) else "NUM-4.2"))
 
 
 @pytest.mark.clauses("BN-5.1", "BN-5.2")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from normspec.cases import observe, run_case
+from normspec.driver import observe, run_case
 from normspec.compare import NonConformance
 from normspec.strategies import cases_for
 

@@ -9,7 +9,10 @@ import numpy as np
 import pytest
 from hypothesis import assume, given, strategies as st
 
-from normspec.cases import Case, numpy_dtype, run_case
+from normspec.cases import Case
+from normspec.compare import ClauseRouting
+from normspec.driver import run_case
+from normspec.dtypes import numpy_dtype
 from normspec.registry import OPS, slice_ids
 from normspec.strategies import SEEDS, cases_for, fill
 
@@ -71,7 +74,7 @@ def _one_element_shapes(op: str, channel_axis: int) -> st.SearchStrategy:
     a JIT-compiled framework compiles each shape once (normspec.shape_pool's reason)."""
     shapes = []
     for batch, channels in itertools.product((1, 3), (1, 5)):
-        if not OPS[op].channel_axis:
+        if not OPS[op].has_channel_axis:
             shapes.append(((batch, channels, 1), {"normalized_shape": (1,)}))
             continue
         for rank in range(OPS[op].ranks[0], OPS[op].ranks[1] + 1):
@@ -88,12 +91,12 @@ def _one_element_slices(draw, adapter, *, op, dtype):
     with one spatial position."""
     np_dtype, axis = numpy_dtype(dtype), adapter.conventions.channel_axis
     shape, attrs = draw(_one_element_shapes(op, axis))
-    params_shape = (shape[axis % len(shape)],) if OPS[op].channel_axis else (1,)
+    params_shape = (shape[axis % len(shape)],) if OPS[op].has_channel_axis else (1,)
     rng = np.random.default_rng(draw(SEEDS))
     eps = draw(_ONE_ELEMENT_EPS)
     x = fill(rng, "dyadic_grid", shape, slice_ids(op, shape, attrs, axis), np_dtype, eps)
     params = {"weight": rng.uniform(0.5, 2, params_shape).astype(np_dtype),
-              "bias": None if op == "rms_norm" else np.round(rng.uniform(-2, 2, params_shape), 2).astype(np_dtype)}
+              "bias": None if not OPS[op].has_bias else np.round(rng.uniform(-2, 2, params_shape), 2).astype(np_dtype)}
     if OPS[op].stateful:
         params.update(running_mean=None, running_var=None)
     return Case(op=op, dtype=dtype, inputs=[x], training=[True], eps=eps, attrs=attrs, params=params,
@@ -107,7 +110,8 @@ def test_one_element_slices(adapter, op, dtype, device, data):
     """A slice of one element: x_hat = 0 and y = beta for the centring ops (zero variance);
     y = gamma x / sqrt(x^2 + eps) for RMSNorm. (BatchNorm's one-value channel is BN-5.)"""
     case = data.draw(_one_element_slices(adapter, op=op, dtype=dtype), label="case")
-    run_case(adapter, case, device, clause="NUM-1.1" if op == "rms_norm" else "NUM-3.2", nonfinite_clause="NUM-3.1")
+    run_case(adapter, case, device,
+             clause=ClauseRouting("NUM-1.1" if op == "rms_norm" else "NUM-3.2", nonfinite="NUM-3.1"))
 
 
 _NON_FINITE_TARGETS = ("weight", "bias", "running_mean", "running_var")
@@ -129,4 +133,4 @@ def test_non_finite_parameters(adapter, op, dtype, device, value, data):
     array = case.params[target].copy()
     array.flat[data.draw(st.integers(0, array.size - 1), label="element")] = value
     run_case(adapter, dataclasses.replace(case, params={**case.params, target: array}), device,
-             nonfinite_clause="NUM-4.3", propagation_clause="NUM-4.3")
+             clause=ClauseRouting("NUM-1.1", nonfinite="NUM-4.3", propagation="NUM-4.3"))

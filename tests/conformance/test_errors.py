@@ -1,7 +1,7 @@
 """Invalid configurations must be rejected with an error (spec ERR-1)."""
 import pytest
 
-from normspec.cases import make_layer
+from normspec.conventions import make_layer
 from normspec.compare import Context
 from normspec.error_inputs import error_case
 from normspec.registry import OPS

@@ -3,7 +3,7 @@ reference within the error bound of NUM-1 (spec/numerics.md)."""
 import pytest
 from hypothesis import given, strategies as st
 
-from normspec.cases import run_case
+from normspec.driver import run_case
 from normspec.strategies import cases_for, long_slice_case
 
 

@@ -7,9 +7,12 @@ import numpy as np
 import pytest
 from hypothesis import assume, given, strategies as st
 
-from normspec.cases import first_step_bound, numpy_dtype, observe
+from normspec.driver import observe
+from normspec.dtypes import numpy_dtype
+from normspec.oracle import first_step_bound
 from normspec.compare import Context, assert_within
-from normspec.strategies import cases_for, slice_ids
+from normspec.registry import OPS, slice_ids
+from normspec.strategies import cases_for
 
 
 def _law_case(data, adapter, op, dtype, **options):
@@ -23,6 +26,23 @@ def _context(adapter, case, device, *, other=None, index=""):
     `index`, Python text) within the bound; the reproduction prints both outputs' difference."""
     return Context(adapter.id, case.op, case.dtype, device, case.shape, case,
                    law=None if other is None else (other, index))
+
+
+def _assert_law(adapter, device, changed, case, bound, *, clause, what, select=slice(None), select_text=""):
+    """y(changed) equals y(case)[select] (written `select_text` in the reproduction) within
+    `bound`: the law's failure cites `clause`."""
+    observed = observe(adapter, changed, device)
+    assert_within(observed, observe(adapter, case, device)[select], bound, clause=clause,
+                  context=_context(adapter, changed, device, other=case, index=select_text), what=what)
+
+
+def _training_batch_norm_law(test):
+    """A BN-2 law: training BatchNorm, on adapters that train it, with drawn data."""
+    test = given(data=st.data())(test)
+    for mark in (pytest.mark.requires("batch_norm_training"), pytest.mark.ops("batch_norm"),
+                 pytest.mark.clauses("BN-2")):
+        test = mark(test)
+    return test
 
 
 def _with_input(case, x, **changes):
@@ -42,8 +62,7 @@ def test_shift_invariance(adapter, op, dtype, device, data):
     shift = data.draw(st.integers(-64, 64), label="shift in 1/16") / 16.0
     shifted = _with_input(case, case.inputs[0].astype(np.float64) + shift)
     bound = first_step_bound(case, _estimator(adapter)) + first_step_bound(shifted, _estimator(adapter))
-    assert_within(observe(adapter, shifted, device), observe(adapter, case, device), bound, clause="NORM-2",
-                  context=_context(adapter, shifted, device, other=case), what=f"output after adding {shift}")
+    _assert_law(adapter, device, shifted, case, bound, clause="NORM-2", what=f"output after adding {shift}")
 
 
 @pytest.mark.clauses("NORM-4", "NORM-5", "RMS-3")
@@ -54,10 +73,8 @@ def test_scale_invariance(adapter, op, dtype, device, data):
     scale = 2.0 ** data.draw(st.integers(-3, 3), label="log2 scale")
     scaled = _with_input(case, case.inputs[0].astype(np.float64) * scale, eps=case.eps * scale**2)
     bound = first_step_bound(case, _estimator(adapter)) + first_step_bound(scaled, _estimator(adapter))
-    assert_within(observe(adapter, scaled, device), observe(adapter, case, device), bound,
-                  clause="RMS-3" if op == "rms_norm" else "NORM-5",
-                  context=_context(adapter, scaled, device, other=case),
-                  what=f"output for x*{scale} and eps*{scale ** 2}")
+    _assert_law(adapter, device, scaled, case, bound, clause="RMS-3" if op == "rms_norm" else "NORM-5",
+                what=f"output for x*{scale} and eps*{scale ** 2}")
 
 
 @pytest.mark.clauses("NORM-5", "RMS-3")
@@ -100,16 +117,12 @@ def test_sample_independence(adapter, op, dtype, device, data):
     i = data.draw(st.integers(0, x.shape[0] - 1), label="sample")
     alone = _with_input(case, x[i:i + 1])
     bound = first_step_bound(case, _estimator(adapter))[i:i + 1] * 2
-    clause = {"layer_norm": "LN-2", "group_norm": "GN-2", "instance_norm": "IN-2", "rms_norm": "RMS-2"}[op]
-    assert_within(observe(adapter, alone, device), observe(adapter, case, device)[i:i + 1], bound,
-                  clause=clause, context=_context(adapter, alone, device, other=case, index=f"[{i}:{i + 1}]"),
-                  what=f"output of sample {i} alone")
+    clause = OPS[op].independence_clause
+    _assert_law(adapter, device, alone, case, bound, clause=clause, what=f"output of sample {i} alone",
+                select=slice(i, i + 1), select_text=f"[{i}:{i + 1}]")
 
 
-@pytest.mark.clauses("BN-2")
-@pytest.mark.ops("batch_norm")
-@pytest.mark.requires("batch_norm_training")
-@given(data=st.data())
+@_training_batch_norm_law
 def test_batch_permutation_equivariance(adapter, op, dtype, device, data):
     """Training BatchNorm: permuting the batch permutes the output."""
     case = _law_case(data, adapter, op, dtype)
@@ -117,16 +130,11 @@ def test_batch_permutation_equivariance(adapter, op, dtype, device, data):
     permutation = np.array(data.draw(st.permutations(range(x.shape[0])), label="permutation"))
     permuted = _with_input(case, x[permutation])
     bound = first_step_bound(case, _estimator(adapter))[permutation] * 2
-    assert_within(observe(adapter, permuted, device), observe(adapter, case, device)[permutation], bound,
-                  clause="BN-2",
-                  context=_context(adapter, permuted, device, other=case, index=f"[{permutation.tolist()}]"),
-                  what="output of the permuted batch")
+    _assert_law(adapter, device, permuted, case, bound, clause="BN-2", what="output of the permuted batch",
+                select=permutation, select_text=f"[{permutation.tolist()}]")
 
 
-@pytest.mark.clauses("BN-2")
-@pytest.mark.ops("batch_norm")
-@pytest.mark.requires("batch_norm_training")
-@given(data=st.data())
+@_training_batch_norm_law
 def test_training_ignores_momentum_and_state(adapter, op, dtype, device, data):
     """Training output uses batch statistics only: not momentum, not the running statistics."""
     case = _law_case(data, adapter, op, dtype)
@@ -135,9 +143,8 @@ def test_training_ignores_momentum_and_state(adapter, op, dtype, device, data):
     other = dataclasses.replace(case, momentum=0.5 if case.momentum != 0.5 else 0.01, params=dict(
         case.params, running_mean=np.full(channels, 3.0, np_dtype), running_var=np.full(channels, 0.25, np_dtype)))
     bound = first_step_bound(case, _estimator(adapter)) * 2
-    assert_within(observe(adapter, other, device), observe(adapter, case, device), bound, clause="BN-2",
-                  context=_context(adapter, other, device, other=case),
-                  what="training output with other momentum and running statistics")
+    _assert_law(adapter, device, other, case, bound, clause="BN-2",
+                what="training output with other momentum and running statistics")
 
 
 @pytest.mark.clauses("BN-3")
@@ -150,9 +157,8 @@ def test_evaluation_ignores_batch(adapter, op, dtype, device, data):
     i = data.draw(st.integers(0, x.shape[0] - 1), label="sample")
     alone = _with_input(case, x[i:i + 1])
     bound = first_step_bound(case, _estimator(adapter))[i:i + 1] * 2
-    assert_within(observe(adapter, alone, device), observe(adapter, case, device)[i:i + 1], bound,
-                  clause="BN-3", context=_context(adapter, alone, device, other=case, index=f"[{i}:{i + 1}]"),
-                  what=f"evaluation output of sample {i} alone")
+    _assert_law(adapter, device, alone, case, bound, clause="BN-3", what=f"evaluation output of sample {i} alone",
+                select=slice(i, i + 1), select_text=f"[{i}:{i + 1}]")
 
 
 @pytest.mark.clauses("GN-2")
@@ -178,5 +184,4 @@ def test_group_norm_identities(adapter, op, dtype, device, identity, data):
         other = dataclasses.replace(case, op="instance_norm", attrs={},
                                     params=dict(case.params, running_mean=None, running_var=None))
     bound = first_step_bound(grouped, _estimator(adapter)) * 2
-    assert_within(observe(adapter, grouped, device), observe(adapter, other, device), bound, clause="GN-2",
-                  context=_context(adapter, grouped, device, other=other), what=f"output against {other_op}")
+    _assert_law(adapter, device, grouped, other, bound, clause="GN-2", what=f"output against {other_op}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 from normspec import clauses
 from normspec.adapters import Capabilities
 
-from .correct import TwoPassKernel
+from .kernel import TwoPassKernel
 
 # The clauses a differential check cites when outputs disagree with the reference:
 # NUM-1.1 (test_forward_matches_reference, and the finite slices of the NaN/Inf test),

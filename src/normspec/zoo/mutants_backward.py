@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from normspec.dtypes import HALF_DTYPES
+
 from ._base import Mutant, backward
 
 # The clauses a failure of a wrong dx may cite: the differential check
@@ -124,7 +126,7 @@ class NormalizedFromHalfOutput(_RemembersCall, Mutant):
     d(gamma) use it (the GRAD-8.1 note)."""
     id, violates = "mutant-grad-x-hat-from-half-output", "GRAD-8.1"
     caught_by = CENTRING | PARAMETER_GRADIENT | {"GRAD-8.1"}
-    capabilities = backward("group_norm", "instance_norm", dtypes=("float16", "bfloat16"))
+    capabilities = backward("group_norm", "instance_norm", dtypes=HALF_DTYPES)
 
     def backward_statistics(self, rows, eps):
         centred, mean, r = super().backward_statistics(rows, eps)
@@ -137,7 +139,7 @@ class HalfPrecisionInputReductions(_RemembersCall, Mutant):
     (x_hat, r and g themselves in float32)."""
     id, violates = "mutant-grad-half-input-reductions", "GRAD-8.1"
     caught_by = CENTRING | {"GRAD-8.1"}
-    capabilities = backward("layer_norm", "group_norm", dtypes=("float16", "bfloat16"))
+    capabilities = backward("layer_norm", "group_norm", dtypes=HALF_DTYPES)
 
     def backward_mean(self, values):
         total = self._stored_rows(values).astype(values.dtype)
@@ -189,7 +191,7 @@ class HalfPrecisionParameterSums(_RemembersCall, Mutant):
     in the input dtype, rounded at every addition."""
     id, violates = "mutant-grad-half-parameter-sums", "GRAD-8.1"
     caught_by = PARAMETER_GRADIENT | {"GRAD-8.1"}
-    capabilities = backward("layer_norm", "batch_norm", dtypes=("float16", "bfloat16"))
+    capabilities = backward("layer_norm", "batch_norm", dtypes=HALF_DTYPES)
 
     def bias_gradient(self, dy, axes):
         return self.backward_sum(dy, axes, reduce=self._stored_rows).astype(dy.dtype)

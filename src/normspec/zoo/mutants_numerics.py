@@ -5,6 +5,8 @@ from __future__ import annotations
 import ml_dtypes
 import numpy as np
 
+from normspec.dtypes import HALF_DTYPES
+
 from ._base import NUMERIC, Mutant, ops
 
 _HALF = (np.dtype(np.float16), np.dtype(ml_dtypes.bfloat16))
@@ -144,7 +146,7 @@ class HalfAffine(Mutant):
     computed there (three roundings in the input dtype instead of one)."""
     id, violates = "mutant-half-affine", "NUM-2.1"
     caught_by = NUMERIC
-    capabilities = ops("layer_norm", dtypes=("float16", "bfloat16"))
+    capabilities = ops("layer_norm", dtypes=HALF_DTYPES)
 
     def layer_norm(self, x, **kwargs):
         self._dtype = x.dtype
@@ -251,7 +253,9 @@ class InfSaturated(Mutant):
     capabilities = ops("group_norm")
 
     def normalize_rows(self, rows, eps):
-        big = np.finfo(rows.dtype).max / rows.shape[1]
+        # Small enough that the saturated slice's squares stay finite (NUM-1.3's range): its outputs
+        # are then finite, where NaN is due (a slice beyond the range may give NaN).
+        big = np.sqrt(np.finfo(rows.dtype).max / rows.shape[1]) / 2
         return super().normalize_rows(np.clip(rows, -big, big), eps)
 
 

@@ -2,10 +2,10 @@
 the single-value channel."""
 from __future__ import annotations
 
-import ml_dtypes
 import numpy as np
 
 from normspec.adapters import Layer
+from normspec.dtypes import numpy_dtype
 
 from ._base import NUMERIC, Mutant, ops
 
@@ -127,7 +127,7 @@ class InitialVarianceZero(Mutant):
 
     def batch_norm_layer(self, *, dtype, running_mean, running_var, num_features, **kwargs):
         if running_mean is None:
-            state = ml_dtypes.bfloat16 if dtype == "bfloat16" else np.dtype(dtype)
+            state = numpy_dtype(dtype)
             running_mean, running_var = np.zeros(num_features, state), np.zeros(num_features, state)
         return super().batch_norm_layer(dtype=dtype, running_mean=running_mean, running_var=running_var,
                                         num_features=num_features, **kwargs)
@@ -159,7 +159,7 @@ class CumulativeCountsEvaluation(Mutant):
 
     def batch_norm_layer(self, *, num_features, dtype, running_mean, running_var, **options):
         if running_mean is None:
-            state = ml_dtypes.bfloat16 if dtype == "bfloat16" else np.dtype(dtype)
+            state = numpy_dtype(dtype)
             running_mean, running_var = np.zeros(num_features, state), np.ones(num_features, state)
         return _EveryCallCounted(self, running_mean, running_var, options)
 

@@ -1,0 +1,119 @@
+"""The built-in expectations files as bug reports that run: every file loads, finding ids are
+unique across the files, and every finding's snippet, run on its own, prints the observed value
+it states. Each tox environment runs the snippets of its own frameworks: a snippet whose
+framework is not importable here, or that needs CUDA on a machine without a GPU, is reported as
+not run, with the reason."""
+from __future__ import annotations
+
+import ast
+import importlib.util
+import re
+import shutil
+import subprocess
+import sys
+from functools import lru_cache
+from pathlib import Path
+
+import pytest
+
+from normspec import clauses, expectations
+from normspec.adapters import BUILTIN
+
+EXPECTATIONS = Path(__file__).resolve().parents[1] / "adapters" / "expectations"
+# The module each built-in adapter's framework is imported as (its snippets need it).
+FRAMEWORK = {"torch": "torch", "torch-channels-last": "torch", "flax-linen": "flax", "flax-nnx": "flax",
+             "keras": "tensorflow", "tf-nn": "tensorflow", "keras-jax": "jax", "keras-torch": "torch"}
+FRAMEWORK.update({"onnx-reference": "onnx", "onnxruntime": "onnxruntime"})
+FRAMEWORK.update({"equinox": "equinox", "equinox-bn-batch": "equinox"})
+SNIPPET_TIMEOUT_S = 300
+
+
+def _adapters_with_files() -> list:
+    return [adapter_id for adapter_id in BUILTIN if expectations.builtin_path(adapter_id) is not None]
+
+
+def _findings() -> list:
+    return [pytest.param(adapter_id, finding, id=finding.id)
+            for adapter_id in _adapters_with_files() for finding in expectations.builtin_findings(adapter_id)]
+
+
+def snippet_modules(snippet: str) -> set:
+    """The top-level modules a snippet imports, standard library excepted (empty if it does not parse)."""
+    try:
+        tree = ast.parse(snippet)
+    except SyntaxError:
+        return set()
+    names = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    names |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    return {name.split(".")[0] for name in names} - set(sys.stdlib_module_names)
+
+
+@lru_cache(maxsize=1)
+def _cuda_device() -> bool:
+    """Whether this machine has an NVIDIA GPU (asked of the driver, without importing a framework)."""
+    tool = shutil.which("nvidia-smi")
+    if tool is None:
+        return False
+    listed = subprocess.run([tool, "-L"], capture_output=True, text=True, timeout=60)
+    return listed.returncode == 0 and "GPU" in listed.stdout
+
+
+@pytest.mark.parametrize("adapter_id", _adapters_with_files())
+def test_every_expectations_file_loads(adapter_id):
+    findings = expectations.builtin_findings(adapter_id)
+    assert findings and all(finding.matches for finding in findings)
+
+
+def test_finding_ids_are_unique_across_the_files():
+    seen = {}
+    for adapter_id in _adapters_with_files():
+        for finding in expectations.builtin_findings(adapter_id):
+            assert finding.id not in seen, f"{finding.id} is in {seen.get(finding.id)} and {adapter_id}.toml"
+            seen[finding.id] = f"{adapter_id}.toml"
+
+
+def test_every_cited_clause_is_a_clause_of_the_spec():
+    known = clauses.index()
+    for adapter_id in _adapters_with_files():
+        for finding in expectations.builtin_findings(adapter_id):
+            assert set(finding.clauses) <= set(known), finding.id
+            assert {match.clause for match in finding.matches} <= set(finding.clauses), finding.id
+
+
+def test_every_case_file_a_snippet_loads_is_shipped():
+    for adapter_id in _adapters_with_files():
+        for finding in expectations.builtin_findings(adapter_id):
+            for name in re.findall(r"""["'](cases/[^"']+)["']""", finding.snippet):
+                assert (EXPECTATIONS / name).is_file(), f"{finding.id}: {name} is not in adapters/expectations/"
+
+
+def test_the_example_in_format_md_is_a_valid_file(tmp_path):
+    text = (EXPECTATIONS / "FORMAT.md").read_text(encoding="utf-8")
+    example = re.search(r"```toml\n(.*?)```", text, re.DOTALL).group(1)
+    (tmp_path / "example.toml").write_text(example, encoding="utf-8")
+    (finding,) = expectations.load_findings(tmp_path / "example.toml")
+    assert len(finding.matches) == 2
+
+
+@pytest.mark.parametrize("adapter_id, finding", _findings())
+def test_snippet_prints_the_observed_value(adapter_id, finding):
+    needed = sorted({FRAMEWORK.get(adapter_id, adapter_id)} | snippet_modules(finding.snippet) - {"normspec"})
+    missing = [name for name in needed if importlib.util.find_spec(name) is None]
+    if missing:
+        pytest.skip(f"not run: needs {', '.join(missing)}")
+    where = f"{finding.path} finding {finding.id}"
+    if finding.snippet_status == expectations.NEEDS_REWRITE:
+        pytest.fail(f"{where}: snippet_status = \"{expectations.NEEDS_REWRITE}\": rewrite the snippet to use "
+                    f"{', '.join(needed)} and NumPy only, check that it prints `observed`, and delete snippet_status",
+                    pytrace=False)
+    if "normspec" in snippet_modules(finding.snippet) or re.search(r"\bnormspec\b", finding.snippet):
+        pytest.fail(f"{where}: the snippet uses normspec; a bug report's snippet uses the framework and NumPy only",
+                    pytrace=False)
+    if finding.device == "cuda" and not _cuda_device():
+        pytest.skip("not run: needs a CUDA device")
+    completed = subprocess.run([sys.executable, "-c", finding.snippet], cwd=EXPECTATIONS, capture_output=True,
+                               text=True, timeout=SNIPPET_TIMEOUT_S)
+    if finding.observed not in completed.stdout:
+        pytest.fail(f"{where}: the snippet's output does not contain observed = {finding.observed!r} (exit status "
+                    f"{completed.returncode})\n--- stdout ---\n{completed.stdout[-3000:]}\n--- stderr ---\n"
+                    f"{completed.stderr[-3000:]}", pytrace=False)
