@@ -20,12 +20,8 @@ BUILTIN = {
     "flax-nnx": "normspec.adapters.flax_nnx:FlaxNnxAdapter",
     "keras": "normspec.adapters.keras_layers:KerasAdapter",
     "tf-nn": "normspec.adapters.tf_nn:TfNnAdapter",
-    "keras-jax": "normspec.adapters.keras_jax:KerasJaxAdapter",
-    "keras-torch": "normspec.adapters.keras_torch:KerasTorchAdapter",
     "onnx-reference": "normspec.adapters.onnx_reference:OnnxReferenceAdapter",
     "onnxruntime": "normspec.adapters.onnx_runtime:OnnxRuntimeAdapter",
-    "equinox": "normspec.adapters.equinox_nn:EquinoxAdapter",
-    "equinox-bn-batch": "normspec.adapters.equinox_nn:EquinoxBatchModeAdapter",
 }
 
 
@@ -63,8 +59,7 @@ def load_adapter(target: str) -> Adapter:
 def _extra(target: str) -> str:
     return {"torch-channels-last": "torch", "flax-linen": "jax", "flax-nnx": "jax",
             "keras": "tensorflow", "tf-nn": "tensorflow",
-            "onnx-reference": "onnx", "onnxruntime": "onnx",
-            "equinox-bn-batch": "equinox"}.get(target, target)
+            "onnx-reference": "onnx", "onnxruntime": "onnx"}.get(target, target)
 
 
 __all__ = ["Adapter", "FunctionalAdapter", "Capabilities", "Conventions", "Layer", "FunctionalLayer", "BUILTIN", "OP_NAMES", "DTYPES",

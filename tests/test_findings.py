@@ -22,9 +22,8 @@ from normspec.adapters import BUILTIN
 EXPECTATIONS = Path(__file__).resolve().parents[1] / "adapters" / "expectations"
 # The module each built-in adapter's framework is imported as (its snippets need it).
 FRAMEWORK = {"torch": "torch", "torch-channels-last": "torch", "flax-linen": "flax", "flax-nnx": "flax",
-             "keras": "tensorflow", "tf-nn": "tensorflow", "keras-jax": "jax", "keras-torch": "torch"}
+             "keras": "tensorflow", "tf-nn": "tensorflow"}
 FRAMEWORK.update({"onnx-reference": "onnx", "onnxruntime": "onnxruntime"})
-FRAMEWORK.update({"equinox": "equinox", "equinox-bn-batch": "equinox"})
 SNIPPET_TIMEOUT_S = 300
 
 
