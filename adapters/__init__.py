@@ -16,12 +16,17 @@ BUILTIN = {
     "numpy": "normspec.adapters.numpy_reference:NumpyReferenceAdapter",
     "torch": "normspec.adapters.torch_modules:TorchAdapter",
     "torch-channels-last": "normspec.adapters.torch_modules:TorchChannelsLastAdapter",
+    "torch-compile": "normspec.adapters.torch_compile:TorchCompileAdapter",
     "flax-linen": "normspec.adapters.flax_linen:FlaxLinenAdapter",
     "flax-nnx": "normspec.adapters.flax_nnx:FlaxNnxAdapter",
     "keras": "normspec.adapters.keras_layers:KerasAdapter",
+    "keras-jax": "normspec.adapters.keras_jax:KerasJaxAdapter",
+    "keras-torch": "normspec.adapters.keras_torch:KerasTorchAdapter",
     "tf-nn": "normspec.adapters.tf_nn:TfNnAdapter",
     "onnx-reference": "normspec.adapters.onnx_reference:OnnxReferenceAdapter",
     "onnxruntime": "normspec.adapters.onnx_runtime:OnnxRuntimeAdapter",
+    "equinox": "normspec.adapters.equinox_nn:EquinoxAdapter",
+    "equinox-bn-batch": "normspec.adapters.equinox_nn:EquinoxBatchModeAdapter",
 }
 
 
@@ -57,9 +62,9 @@ def load_adapter(target: str) -> Adapter:
 
 
 def _extra(target: str) -> str:
-    return {"torch-channels-last": "torch", "flax-linen": "jax", "flax-nnx": "jax",
+    return {"torch-channels-last": "torch", "torch-compile": "torch", "flax-linen": "jax", "flax-nnx": "jax",
             "keras": "tensorflow", "tf-nn": "tensorflow",
-            "onnx-reference": "onnx", "onnxruntime": "onnx"}.get(target, target)
+            "onnx-reference": "onnx", "onnxruntime": "onnx", "equinox-bn-batch": "equinox"}.get(target, target)
 
 
 __all__ = ["Adapter", "FunctionalAdapter", "Capabilities", "Conventions", "Layer", "FunctionalLayer", "BUILTIN", "OP_NAMES", "DTYPES",

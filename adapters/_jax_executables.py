@@ -104,15 +104,18 @@ def _path(full_key) -> Path | None:
 def _environment_key() -> str:
     global _environment
     if _environment is None:
-        import flax
         import jaxlib
+        try:
+            from flax import __version__ as flax_version
+        except ImportError:  # the Equinox adapters run without Flax
+            flax_version = None
         here = Path(__file__).parent
         sources = hashlib.sha256(b"".join((here / name).read_bytes() for name in _SOURCES)).hexdigest()
         platforms = [(d.platform, d.device_kind, d.client.platform_version) for d in jax.devices()]
         # Every JAX option with a plain value (x64, dtype promotion, default precision, ...).
         options = sorted((name, value) for name, value in jax.config.values.items()
                          if value is None or isinstance(value, (bool, int, float, str)))
-        _environment = repr((jax.__version__, jaxlib.__version__, flax.__version__, options,
+        _environment = repr((jax.__version__, jaxlib.__version__, flax_version, options,
                              os.environ.get("XLA_FLAGS", ""), platforms, sources))
     return _environment
 

@@ -11,7 +11,6 @@ import os
 
 import numpy as np
 
-from .base import OP_NAMES, Capabilities, Conventions
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before the import: no startup INFO/WARNING lines
 
@@ -39,13 +38,10 @@ def _import_tensorflow():
 tf = _import_tensorflow()
 tf.get_logger().setLevel("ERROR")
 
-DEVICES = ("cpu", "cuda")
 # Keras' conventions, which the tf-nn compositions follow as users copy them from Keras
 # (tf.nn itself has no default eps); both cover every op forward and backward.
-CONVENTIONS = Conventions(channel_axis=-1, momentum_weights="old_value", running_var_estimator="biased",
-                          default_eps={"batch_norm": 1e-3, "layer_norm": 1e-3, "group_norm": 1e-3,
-                                       "instance_norm": 1e-3, "rms_norm": 1e-6})
-CAPABILITIES = Capabilities(devices=DEVICES, instance_norm_running_stats=False, backward_ops=OP_NAMES)
+from ._keras_common import CAPABILITIES, CONVENTIONS, feature_shape  # noqa: E402,F401  (no Keras import)
+
 _TF_DEVICE = {"cpu": "/CPU:0", "cuda": "/GPU:0"}
 
 
@@ -64,13 +60,6 @@ def device_status() -> dict:
 def device_scope(device: str):
     """The `tf.device` context that places the ops (and variables) of one call."""
     return tf.device(_TF_DEVICE[device])
-
-
-def feature_shape(normalized_shape) -> tuple:
-    """normalized_shape (an int or a sequence of ints, NumPy ints included) as a tuple of ints."""
-    if np.ndim(normalized_shape) == 0:
-        return (int(normalized_shape),)
-    return tuple(int(d) for d in normalized_shape)
 
 
 def to_tensor(array):

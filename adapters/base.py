@@ -82,6 +82,11 @@ class Adapter:
         except PackageNotFoundError:
             return f"{self.framework} (version unknown)"
 
+    def configuration(self) -> dict:
+        """What else decides the numerics users get and the report records (name -> a JSON value),
+        e.g. the compiler's options; empty for an eager framework."""
+        return {}
+
     def device_status(self) -> dict:
         """Map each device in capabilities.devices to None (usable) or the reason it is not."""
         return {device: None if device == "cpu" else f"{device}: this adapter has no {device} support"

@@ -41,7 +41,7 @@ import jax
 import numpy as np
 
 from . import _jax_executables as executables
-from ._jax_common import FlaxAdapter, cache, gpu_status, jax_device, put, to_numpy
+from ._jax_common import FlaxAdapter, cache, gpu_status, jax_device, jitted_vjp, put, to_numpy
 from .base import Adapter, Capabilities, Conventions, Layer
 
 OPS = ("batch_norm", "layer_norm", "group_norm", "rms_norm")
@@ -156,22 +156,6 @@ def _jitted_call(structure: Structure):
 
 
 @cache
-def _jitted_vjp(structure: Structure):
-    """(params, stats, x, dy, eps, momentum, training) -> (dx, dparams): jax.vjp of the output alone
-    (the state is closed over, never differentiated)."""
-
-    def step(params, stats, x, dy, eps, momentum, training):
-        def output(params, x):
-            return _call(structure, params, stats, x, eps, momentum, training)[0]
-
-        _, pullback = jax.vjp(output, params, x)
-        dparams, dx = pullback(dy)
-        return dx, dparams
-
-    return jax.jit(step, static_argnames="training")
-
-
-@cache
 def _jitted_fresh_state(structure: Structure):
     """The state `make_with_state` gives a new BatchNorm of `structure` (eps and momentum do not
     enter it)."""
@@ -199,7 +183,7 @@ class EquinoxAdapter(Adapter):
         return {"cpu": None, "cuda": gpu_status()}
 
     def _run(self, direction, structure, args, training, device):
-        jitted = _jitted_call(structure) if direction == "forward" else _jitted_vjp(structure)
+        jitted = _jitted_call(structure) if direction == "forward" else jitted_vjp(_call, structure)
         return executables.run(jitted, (direction, _KEY, structure, device), args,
                                static={"training": bool(training)}, device=device)
 

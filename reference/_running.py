@@ -7,6 +7,7 @@ import numpy as np
 
 from normspec.errors import ConfigurationError
 
+from . import _validate
 from ._steps import Steps
 
 ESTIMATORS = ("unbiased", "biased")
@@ -19,6 +20,16 @@ class RunningResult(NamedTuple):
     running_mean: np.ndarray | None
     running_var: np.ndarray | None
     num_batches_tracked: int
+
+    @classmethod
+    def rounded(cls, output, running_mean, running_var, num_batches_tracked, *, output_dtype, state_dtype,
+                exact: bool) -> "RunningResult":
+        """The float64 results rounded once (NUM-2.2): the output to the input's dtype, the
+        running statistics to their own; None stays None (no running statistics)."""
+        def state(values):
+            return None if values is None else _validate.rounded(values, state_dtype, exact)
+        return cls(_validate.rounded(output, output_dtype, exact), state(running_mean), state(running_var),
+                   num_batches_tracked)
 
 
 def estimator_variance(population_variance: np.ndarray, m: int, estimator: str) -> np.ndarray:

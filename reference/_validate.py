@@ -104,3 +104,13 @@ def rounded(values: np.ndarray, dtype, exact: bool) -> np.ndarray:
     exact=True keeps the float64 oracle values."""
     with np.errstate(over="ignore"):  # beyond the dtype's range, values round to infinity
         return values if exact else values.astype(dtype)
+
+
+def trailing_arguments(x, normalized_shape, weight, bias, eps, op: str):
+    """The checked arguments of an op over the trailing axes (LayerNorm, RMSNorm):
+    x as an array, normalized_shape as a tuple (ERR-1.5), eps (ERR-1.3), then weight and
+    bias of that shape (ERR-1.2), checked in that order."""
+    x = input_array(x)
+    shape = normalized_shape_value(x, normalized_shape, op)
+    eps = eps_value(eps)
+    return x, shape, parameter(weight, shape, "weight", op), parameter(bias, shape, "bias", op), eps

@@ -8,12 +8,22 @@ float64; results are rounded once, as the forward's are (GRAD-8.2).
 """
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 
 from normspec.errors import ConfigurationError
 
 from . import _validate
 from ._steps import Steps
+
+
+def forward_arguments(forward, x, args: tuple, kwargs: dict) -> dict:
+    """The forward's arguments by name, defaults filled in, so that a VJP takes exactly
+    what its forward takes; a wrong argument raises the forward's TypeError."""
+    bound = inspect.signature(forward).bind(x, *args, **kwargs)
+    bound.apply_defaults()
+    return {name: value for name, value in bound.arguments.items() if name not in ("exact", "return_steps")}
 
 
 def input_gradient(g: np.ndarray, normalized: np.ndarray, inverse_std: np.ndarray, *,

@@ -58,41 +58,21 @@ def batch_norm(
         steps = _running.frozen_steps(slices, running_mean, running_var, eps, op="batch_norm")  # BN-3
     steps = steps.per_element(to_input)
     output = affine(steps.normalized, weight, bias, axis)
-    result = _running.RunningResult(
-        _validate.rounded(output, x.dtype, exact),
-        _validate.rounded(running_mean, state_dtype, exact),
-        _validate.rounded(running_var, state_dtype, exact),
-        num_batches_tracked,
-    )
+    result = _running.RunningResult.rounded(output, running_mean, running_var, num_batches_tracked,
+                                            output_dtype=x.dtype, state_dtype=state_dtype, exact=exact)
     return (result, steps) if return_steps else result
 
 
-def batch_norm_vjp(
-    x,
-    dy,
-    weight=None,
-    bias=None,
-    running_mean=None,
-    running_var=None,
-    *,
-    training: bool,
-    momentum: float | None = 0.1,
-    eps: float,
-    channel_axis: int = 1,
-    running_var_estimator: str = "unbiased",
-    num_batches_tracked: int = 0,
-    exact: bool = False,
-):
+def batch_norm_vjp(x, dy, *args, exact: bool = False, **kwargs):
     """The VJP of `batch_norm` for the cotangent `dy` of its output (GRAD-1).
 
+    Takes `dy` after x, then batch_norm's other arguments (and rejects what it rejects).
     Training: GRAD-3 through the batch statistics of each channel; evaluation: GRAD-5
-    with the running statistics. dgamma and dbeta by GRAD-2. Takes the forward's
-    arguments (and rejects what it rejects); returns {"x", "weight", "bias"}, None
-    for an absent parameter, in the dtypes of GRAD-8.2 unless `exact`.
+    with the running statistics. dgamma and dbeta by GRAD-2. Returns {"x", "weight",
+    "bias"}, None for an absent parameter, in the dtypes of GRAD-8.2 unless `exact`.
     """
-    _, steps = batch_norm(x, weight, bias, running_mean, running_var, training=training, momentum=momentum,
-                          eps=eps, channel_axis=channel_axis, running_var_estimator=running_var_estimator,
-                          num_batches_tracked=num_batches_tracked, exact=True, return_steps=True)
-    axis = channel_axis % np.ndim(x)
-    return _vjp.vjp(x, dy, weight, bias, steps, slice_map=lambda a: channel_slices(a, axis),
-                    parameter_axes=(axis,), frozen=not training, exact=exact)
+    forward = _vjp.forward_arguments(batch_norm, x, args, kwargs)
+    _, steps = batch_norm(**forward, exact=True, return_steps=True)
+    axis = forward["channel_axis"] % np.ndim(x)
+    return _vjp.vjp(x, dy, forward["weight"], forward["bias"], steps, slice_map=lambda a: channel_slices(a, axis),
+                    parameter_axes=(axis,), frozen=not forward["training"], exact=exact)

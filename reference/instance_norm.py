@@ -62,36 +62,18 @@ def instance_norm(
             None if running_var is None else np.tile(running_var, batch), eps, op="instance_norm")  # IN-3
     steps = steps.per_element(to_input)
     output = affine(steps.normalized, weight, bias, axis)
-    result = _running.RunningResult(
-        _validate.rounded(output, x.dtype, exact),
-        None if running_mean is None else _validate.rounded(running_mean, state_dtype, exact),
-        None if running_var is None else _validate.rounded(running_var, state_dtype, exact),
-        0,
-    )
+    result = _running.RunningResult.rounded(output, running_mean, running_var, 0,
+                                            output_dtype=x.dtype, state_dtype=state_dtype, exact=exact)
     return (result, steps) if return_steps else result
 
 
-def instance_norm_vjp(
-    x,
-    dy,
-    weight=None,
-    bias=None,
-    running_mean=None,
-    running_var=None,
-    *,
-    use_input_stats: bool = True,
-    momentum: float | None = 0.1,
-    eps: float,
-    channel_axis: int = 1,
-    running_var_estimator: str = "unbiased",
-    exact: bool = False,
-):
-    """The VJP of `instance_norm` (GRAD-1): GRAD-3 over the IN-2 slices with instance
-    statistics, GRAD-5 with the running statistics (`use_input_stats=False`, IN-3),
-    GRAD-2 per channel. Returns {"x", "weight", "bias"} (None for an absent parameter)."""
-    _, steps = instance_norm(x, weight, bias, running_mean, running_var, use_input_stats=use_input_stats,
-                             momentum=momentum, eps=eps, channel_axis=channel_axis,
-                             running_var_estimator=running_var_estimator, exact=True, return_steps=True)
-    axis = channel_axis % np.ndim(x)
-    return _vjp.vjp(x, dy, weight, bias, steps, slice_map=lambda a: channel_slices(a, axis, 1),
-                    parameter_axes=(axis,), frozen=not use_input_stats, exact=exact)
+def instance_norm_vjp(x, dy, *args, exact: bool = False, **kwargs):
+    """The VJP of `instance_norm` (GRAD-1), with `dy` after x, then instance_norm's other
+    arguments: GRAD-3 over the IN-2 slices with instance statistics, GRAD-5 with the
+    running statistics (`use_input_stats=False`, IN-3), GRAD-2 per channel.
+    Returns {"x", "weight", "bias"} (None for an absent parameter)."""
+    forward = _vjp.forward_arguments(instance_norm, x, args, kwargs)
+    _, steps = instance_norm(**forward, exact=True, return_steps=True)
+    axis = forward["channel_axis"] % np.ndim(x)
+    return _vjp.vjp(x, dy, forward["weight"], forward["bias"], steps, slice_map=lambda a: channel_slices(a, axis, 1),
+                    parameter_axes=(axis,), frozen=not forward["use_input_stats"], exact=exact)

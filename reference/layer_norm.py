@@ -14,11 +14,7 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, *, eps: float, exact
     Each leading index is one slice; weight and bias have shape normalized_shape
     (NORM-6). Returns the output, and the Steps with `return_steps`.
     """
-    x = _validate.input_array(x)
-    shape = _validate.normalized_shape_value(x, normalized_shape, "layer_norm")
-    eps = _validate.eps_value(eps)
-    weight = _validate.parameter(weight, shape, "weight", "layer_norm")
-    bias = _validate.parameter(bias, shape, "bias", "layer_norm")
+    x, shape, weight, bias, eps = _validate.trailing_arguments(x, normalized_shape, weight, bias, eps, "layer_norm")
     slices, to_input = trailing_slices(x, shape)
     _validate.nonempty(slices.shape[1], "layer_norm", x.shape)
     steps = normalize_slices(slices, eps).per_element(to_input)  # LN-2

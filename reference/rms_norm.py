@@ -15,11 +15,7 @@ def rms_norm(x, normalized_shape, weight=None, bias=None, *, eps: float, exact: 
     square root. `bias` is optional and absent in most frameworks (RMS-3).
     Returns the output, and the Steps with `return_steps`.
     """
-    x = _validate.input_array(x)
-    shape = _validate.normalized_shape_value(x, normalized_shape, "rms_norm")
-    eps = _validate.eps_value(eps)
-    weight = _validate.parameter(weight, shape, "weight", "rms_norm")
-    bias = _validate.parameter(bias, shape, "bias", "rms_norm")
+    x, shape, weight, bias, eps = _validate.trailing_arguments(x, normalized_shape, weight, bias, eps, "rms_norm")
     slices, to_input = trailing_slices(x, shape)
     _validate.nonempty(slices.shape[1], "rms_norm", x.shape)
     steps = normalize_slices(slices, eps, center=False).per_element(to_input)  # RMS-2

@@ -6,30 +6,26 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
-from normspec import expectations
+from normspec import expectations, toml_emit
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
-MINE = '''# My kernel's known failures.
 
-[[finding]]
-id = "eps-outside-sigma-plus-eps"
-title = "LayerNorm divides by sigma + eps instead of sqrt(sigma^2 + eps)"
-mechanism = "eps outside the square root"
-clauses = ["NUM-3.2", "NUM-1.1"]
-versions = { cpu = "eps_outside_kernel (numpy 2.4.6)" }
-belongs_to = "framework"
-upstream = "not reported"
-snippet = "print('y')"
-observed = "y"
-expected = "z"
-matches = [
-    { test = "test_constant_slices", op = "layer_norm", dtype = ["float16", "float32"], clause = "NUM-3.2" },
-    { test = "test_forward_matches_reference", op = "layer_norm", dtype = "float16", clause = "NUM-1.1" },
-]
-'''
+def _mine() -> str:
+    """A user's file: the example's finding narrowed to two clauses and two rows (float16
+    constant slices, which pass, among them), written as `expectations update` writes."""
+    finding = tomllib.loads((EXAMPLES / "eps_outside_expectations.toml").read_text())["finding"][0]
+    finding["clauses"] = ["NUM-3.2", "NUM-1.1"]
+    finding["matches"] = [
+        {"test": "test_constant_slices", "op": "layer_norm", "dtype": ["float16", "float32"], "clause": "NUM-3.2"},
+        {"test": "test_forward_matches_reference", "op": "layer_norm", "dtype": "float16", "clause": "NUM-1.1"}]
+    return toml_emit.dumps("My kernel's known failures.", "finding", [finding], inline=("matches",))
+
+
+MINE = _mine()
 
 
 def update(*args, cwd):

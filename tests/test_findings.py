@@ -24,6 +24,7 @@ EXPECTATIONS = Path(__file__).resolve().parents[1] / "adapters" / "expectations"
 FRAMEWORK = {"torch": "torch", "torch-channels-last": "torch", "flax-linen": "flax", "flax-nnx": "flax",
              "keras": "tensorflow", "tf-nn": "tensorflow"}
 FRAMEWORK.update({"onnx-reference": "onnx", "onnxruntime": "onnxruntime"})
+FRAMEWORK.update({"equinox": "equinox", "equinox-bn-batch": "equinox", "keras-jax": "keras", "keras-torch": "keras"})
 SNIPPET_TIMEOUT_S = 300
 
 

@@ -62,6 +62,9 @@ def test_summary_shows_untested_rows():
         def framework_version(self):
             return "fake 1.0"
 
+        def configuration(self):
+            return {}
+
     state = SimpleNamespace(profile="ci", adapters=[_Adapter()], device_notes={}, results=[
         {"adapter": "fake", "op": "layer_norm", "status": "pass", "failed_clause": None, "clauses": ["NUM-1.1"],
          "nodeid": "t"}])

@@ -48,16 +48,36 @@ def _spec(args) -> int:
     return 0
 
 
+def _adapter_line(adapter_id: str) -> str:
+    """One line of `normspec adapters`: the adapter's version, ops and devices, or why it does not load."""
+    try:
+        adapter = load_adapter(adapter_id)
+    except UsageError as error:
+        return f"{adapter_id:<20} not available: {error}"
+    devices = ", ".join(f"{d} ({'ok' if r is None else r})" for d, r in adapter.device_status().items())
+    return (f"{adapter_id:<20} {adapter.framework_version():<24} ops: {', '.join(adapter.capabilities.ops)}; "
+            f"devices: {devices}")
+
+
 def _adapters(args) -> int:
-    for adapter_id in BUILTIN:
-        try:
-            adapter = load_adapter(adapter_id)
-        except UsageError as error:
-            print(f"{adapter_id:<20} not available: {error}")
-            continue
-        devices = ", ".join(f"{d} ({'ok' if r is None else r})" for d, r in adapter.device_status().items())
-        print(f"{adapter_id:<20} {adapter.framework_version():<24} ops: {', '.join(adapter.capabilities.ops)}; "
-              f"devices: {devices}")
+    """Each adapter is loaded in a process of its own, as `normspec check` loads it: frameworks read
+    settings once at import (Keras its backend), so one process cannot hold them all."""
+    if args.only:
+        print(_adapter_line(args.only))
+        return 0
+    from concurrent.futures import ThreadPoolExecutor
+
+    def line(adapter_id):
+        completed = subprocess.run([sys.executable, "-m", "normspec.cli", "adapters", "--only", adapter_id],
+                                   capture_output=True, text=True)
+        text = completed.stdout.strip()
+        return text if completed.returncode == 0 and text else (
+            f"{adapter_id:<20} not available: loading it ended with exit status {completed.returncode}: "
+            f"{(completed.stderr.strip().splitlines() or [''])[-1]}")
+
+    with ThreadPoolExecutor(max_workers=CORES) as pool:
+        for text in pool.map(line, BUILTIN):
+            print(text)
     return 0
 
 
@@ -218,7 +238,8 @@ def _parser() -> argparse.ArgumentParser:
     spec.add_argument("ids", nargs="*", metavar="ID", help="clause IDs to print, e.g. NUM-1.1")
     spec.add_argument("--list", action="store_true", help="list every clause ID with its title")
     spec.add_argument("--version", action="store_true", help="print the spec version")
-    commands.add_parser("adapters", help="list the built-in adapters and whether they load here")
+    adapters = commands.add_parser("adapters", help="list the built-in adapters and whether they load here")
+    adapters.add_argument("--only", metavar="ID", help=argparse.SUPPRESS)  # one adapter, in this process
     check = commands.add_parser("check", help="run the conformance suite against an adapter",
                                 epilog="Arguments after -- go to pytest unchanged.")
     check.add_argument("target", metavar="TARGET", help=f"built-in adapter ({', '.join(BUILTIN)}) or "

@@ -13,8 +13,8 @@ from normspec.registry import DEVICES, DTYPES, OP_NAMES
 from normspec.errors import UsageError
 
 # Filters name parameters of the tests: the adapter, op, dtype and device, and the extra
-# parameters some tests have (kind, family, value, identity), compared as text.
-FILTERS = ("adapter", "op", "dtype", "device", "kind", "family", "value", "identity")
+# parameters some tests have (kind, family, value, identity, rank), compared as text.
+FILTERS = ("adapter", "op", "dtype", "device", "kind", "family", "value", "identity", "rank")
 # A filter whose values are a closed set: a typo there would silently match nothing.
 _ALLOWED_VALUES = {"op": OP_NAMES, "dtype": DTYPES, "device": DEVICES}
 _FINDING_TEXT = ("id", "title", "mechanism", "belongs_to", "upstream", "snippet", "observed", "expected")

@@ -43,6 +43,7 @@ def summary_markdown(state) -> str:
             counts[r["status"]] += 1
         lines += ["", f"### {adapter.id} ({adapter.framework_version()})",
                   ", ".join(f"{counts[s]} {s}" for s in ("pass", "fail", "expected-failure", "not-run") if counts[s])]
+        lines += [f"configuration: {name} = {value}" for name, value in adapter.configuration().items()]
         for (adapter_id, device), reason in sorted(state.device_notes.items()):
             if adapter_id == adapter.id:
                 lines.append(f"device {device} not run: {reason}")
@@ -82,8 +83,8 @@ def write(directory, state) -> None:
         "spec_version": clauses.spec_version(),
         "profile": state.profile,
         "python": platform.python_version(),
-        "adapters": [{"id": a.id, "framework": a.framework_version(), "devices": a.device_status()}
-                     for a in state.adapters],
+        "adapters": [{"id": a.id, "framework": a.framework_version(), "devices": a.device_status(),
+                      "configuration": a.configuration()} for a in state.adapters],
         "timing": timing_totals(state.results),
         "results": state.results,
     }

@@ -3,9 +3,7 @@ check that every other clause is cited (tests/test_untested.py; the summary matr
 show these rows as "untested").
 
 A reason is "definitional" (the clause defines terms, or states that its subclauses apply, each of
-which is cited), "not observable" (through the adapter interface: the suite cannot see it) or
-"pending": its tests are written (tests/pending/) and pass on the reference, but the findings they
-reveal in the built-in adapters are not recorded yet, so they do not run in the bundled suite.
+which is cited) or "not observable" (through the adapter interface: the suite cannot see it).
 """
 from __future__ import annotations
 
@@ -13,8 +11,8 @@ from dataclasses import dataclass
 
 from normspec import citations, clauses
 
-DEFINITIONAL, NOT_OBSERVABLE, PENDING = "definitional", "not observable", "pending"
-KINDS = (DEFINITIONAL, NOT_OBSERVABLE, PENDING)
+DEFINITIONAL, NOT_OBSERVABLE = "definitional", "not observable"
+KINDS = (DEFINITIONAL, NOT_OBSERVABLE)
 
 
 @dataclass(frozen=True)
@@ -48,24 +46,6 @@ UNTESTED = {
                                         "functional forms that can omit them are not part of the interface. The "
                                         "reference rejects such a call (tests/test_untested.py)"),
 }
-
-
-def _pending(test_file: str) -> Untested:
-    return Untested(PENDING, f"tests/pending/{test_file} checks it and passes on the reference; the built-in "
-                             f"adapters' findings from it are not recorded yet (issue 29)")
-
-
-UNTESTED.update({
-    "ERR-1": _pending("test_error_state.py (state unchanged after a rejected call)"),
-    "ERR-1.1": _pending("test_rejections.py"),
-    "ERR-1.7": _pending("test_rejections.py"),
-    "ERR-1.9": _pending("test_rejections.py"),
-    "ERR-2": _pending("test_rejections.py"),
-    "GEN-2": _pending("test_rejections.py"),
-    "GEN-4": _pending("test_ranges.py"),
-    "NUM-1.3": _pending("test_ranges.py"),
-    "IN-3": _pending("test_error_state.py"),
-})
 
 
 def cited() -> dict:
