@@ -16,7 +16,6 @@ BUILTIN = {
     "numpy": "normspec.adapters.numpy_reference:NumpyReferenceAdapter",
     "torch": "normspec.adapters.torch_modules:TorchAdapter",
     "torch-channels-last": "normspec.adapters.torch_modules:TorchChannelsLastAdapter",
-    "torch-compile": "normspec.adapters.torch_compile:TorchCompileAdapter",
     "flax-linen": "normspec.adapters.flax_linen:FlaxLinenAdapter",
     "flax-nnx": "normspec.adapters.flax_nnx:FlaxNnxAdapter",
     "keras": "normspec.adapters.keras_layers:KerasAdapter",
@@ -62,7 +61,7 @@ def load_adapter(target: str) -> Adapter:
 
 
 def _extra(target: str) -> str:
-    return {"torch-channels-last": "torch", "torch-compile": "torch", "flax-linen": "jax", "flax-nnx": "jax",
+    return {"torch-channels-last": "torch", "flax-linen": "jax", "flax-nnx": "jax",
             "keras": "tensorflow", "tf-nn": "tensorflow",
             "onnx-reference": "onnx", "onnxruntime": "onnx", "equinox-bn-batch": "equinox"}.get(target, target)
 

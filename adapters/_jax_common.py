@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 
 from . import _jax_executables as executables  # noqa: E402
 from ._jax_process import JIT_COUNTS, cache  # noqa: E402
-from .base import OP_NAMES, Adapter, Capabilities, Conventions, Layer  # noqa: E402
+from .base import OP_NAMES, Adapter, Capabilities, Conventions, Layer, python_int  # noqa: E402
 
 executables.activate()
 
@@ -159,7 +159,7 @@ class FlaxAdapter(Adapter):
 
     def group_norm(self, x, *, num_groups, weight, bias, eps, device):
         structure = LayerStructure("group_norm", str(x.dtype), (x.shape[-1],), weight is not None, bias is not None,
-                    num_groups=int(num_groups))
+                    num_groups=python_int(num_groups))
         return self._stateless(structure, eps, x, weight, bias, device)
 
     def instance_norm_layer(self, *, num_features, dtype, weight, bias, running_mean, running_var,
@@ -177,7 +177,7 @@ class FlaxAdapter(Adapter):
         if op == "instance_norm" and (running_mean is not None or running_var is not None):
             raise NotImplementedError("Flax InstanceNorm keeps no running statistics (IN-3)")
         features = _shape(attrs["normalized_shape"]) if op in ("layer_norm", "rms_norm") else (x.shape[-1],)
-        groups = int(attrs["num_groups"]) if op == "group_norm" else None
+        groups = python_int(attrs["num_groups"]) if op == "group_norm" else None
         structure = LayerStructure(op, str(x.dtype), features, weight is not None, bias is not None and op != "rms_norm",
                     num_groups=groups)
         eps, stats = float(eps), None

@@ -43,14 +43,13 @@ from __future__ import annotations
 
 import os
 import sys
-from numbers import Integral
 from typing import NamedTuple
 
 import numpy as np
 
 from normspec.errors import UsageError
 
-from .base import OP_NAMES, Adapter, Capabilities, Conventions, Layer
+from .base import OP_NAMES, Adapter, Capabilities, Conventions, Layer, python_int
 
 
 def import_keras(backend: str, adapter_id: str):
@@ -160,7 +159,7 @@ def _spec(op, *, channels, weight, bias, eps, normalized_shape=None, num_groups=
         return _Spec("BatchNormalization", _affine_options(weight, bias), (channels,), affine,
                      dict(epsilon, momentum=float(momentum)))
     # NumPy integers as int (Keras accepts Python ints only); anything else as given, for Keras to judge.
-    groups = -1 if op == "instance_norm" else int(num_groups) if isinstance(num_groups, Integral) else num_groups
+    groups = -1 if op == "instance_norm" else python_int(num_groups)
     return _Spec("GroupNormalization", dict(groups=groups, **_affine_options(weight, bias)), (channels,), affine,
                  epsilon)
 

@@ -83,7 +83,8 @@ def check_initial_state(state, context: Context) -> None:
 
 def check_running_update(case, x, training, old, new, result, steps, trained, context, label,
                          propagation_clause=None):
-    """BN-3 / NUM-1.5: the running statistics after one step, from the layer's own previous state."""
+    """BN-3 / NUM-1.5: the running statistics after one step, from the layer's own previous state
+    (an infinite one may become NaN, NUM-4.3)."""
     if old[0] is None:
         return
     if not training:
@@ -107,7 +108,7 @@ def check_running_update(case, x, training, old, new, result, steps, trained, co
         bound = tolerance.running_bound(alpha=alpha, old=before, batch_statistic=batch, new=expected,
                                         batch_error=error, input_dtype=dtype)
         assert_within(after, expected, bound, clause=route, context=context, what=f"{name} after {label}",
-                      dtype=dtype)
+                      dtype=dtype, nan_allowed=oracle.running_nan_allowed(before, alpha))
 
 
 def observe(adapter: Adapter, case: Case, device: str, *, what: str = "output") -> np.ndarray:

@@ -85,6 +85,13 @@ def first_step_bound(case: Case, estimator: str = "biased") -> np.ndarray:
     return output_bound(case, steps, result.output)
 
 
+def running_nan_allowed(old, alpha: float) -> np.ndarray:
+    """NUM-4.3: a running statistic that is +-Inf before an update with alpha in [0, 1) may be
+    NaN after it (the increment form: Inf + alpha (b - Inf) = NaN) as well as that infinity
+    (the weighted forms), which is the reference's value."""
+    return np.isinf(np.asarray(old, dtype=np.float64)) & (0 <= alpha < 1)
+
+
 def nan_allowed(case: Case, x) -> np.ndarray | None:
     """NUM-4.2: in an RMSNorm slice holding +-Inf, a finite element may give NaN instead of beta."""
     if case.op != "rms_norm" or not np.isinf(x.astype(np.float64)).any():

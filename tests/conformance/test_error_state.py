@@ -62,6 +62,13 @@ def test_rejected_call_leaves_state_unchanged(adapter, op, dtype, device, kind):
     if not _rejected(layer, bad_call_input(kind, x, axis)):
         return  # the missing error is test_rejections.py's finding; here there is no error to survive
     state = _check_unchanged(layer, case, before, context, f"the rejected call ({kind}, {BAD_CALLS[kind]})")
+    _check_next_step(adapter, layer, case, state, context, x)
+
+
+def _check_next_step(adapter, layer, case, state, context, x):
+    """ERR-1's step count: a valid training step after the rejected call updates the running statistics
+    as the second step of the layer (BN-4.2: weight 1/2 under the cumulative average, which a count
+    the rejected call incremented would make 1/3)."""
     second = (x.astype(np.float64)[::-1] * 0.5 + 0.25).astype(x.dtype)  # a valid step after the error
     layer(second, training=True)
     after = read_running_stats(layer, case, context)
@@ -72,22 +79,28 @@ def test_rejected_call_leaves_state_unchanged(adapter, op, dtype, device, kind):
                          "the valid step after the rejected call")
 
 
-@pytest.mark.clauses("BN-5.2", "ERR-1")
+@pytest.mark.clauses("BN-5.2", "ERR-1", "BN-4.2")
 @pytest.mark.ops("batch_norm")
 @pytest.mark.requires("batch_norm_training")
 def test_single_value_channel_leaves_state_unchanged(adapter, op, dtype, device):
     """Under the unbiased profile a training call with one value per channel raises (BN-5.2,
-    test_degenerate.py) and leaves the loaded running statistics unchanged."""
+    test_degenerate.py) and leaves the state unchanged: the loaded running statistics, and the
+    step count, which a valid step after it shows under the cumulative average (ERR-1, BN-4.2)."""
     if adapter.conventions.running_var_estimator != "unbiased":
         pytest.skip("not run: BN-5.2 applies under the unbiased profile; the adapter declares biased")
     case = one_value_per_slice_case(op, dtype, adapter.conventions.channel_axis)
+    if adapter.capabilities.cumulative_average:
+        case = dataclasses.replace(case, momentum=None)
     context = Context(adapter.id, op, dtype, device, case.shape, case=case)
     layer = make_layer(adapter, case, device)
+    valid = np.array([[0.5, -1.25, 3.0], [2.0, 0.25, -0.75]], case.inputs[0].dtype)  # two samples: defined
+    layer(valid, training=True)
     before = read_running_stats(layer, case, context)
     if _rejected(layer, case.inputs[0]):
         after = read_running_stats(layer, case, context)
         for name, old, new in zip(("running mean", "running variance"), before, after):
             assert_within(new, old, 0, clause="BN-5.2", context=context, what=f"{name} after the rejected call")
+        _check_next_step(adapter, layer, case, after, context, valid)
 
 
 @pytest.mark.clauses("IN-3", "ERR-1")

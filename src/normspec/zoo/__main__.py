@@ -26,6 +26,7 @@ CORRECT_TARGETS = {
     "zoo-twopass": "normspec.zoo.correct:TwoPassKernel",
     "zoo-kahan": "normspec.zoo.correct:KahanKernel",
     "zoo-fused": "normspec.zoo.correct:FusedKernel",
+    "zoo-lerp-update": "normspec.zoo.correct:LerpUpdateKernel",
     # correct by the spec's notes, flagged by the suite (see normspec.zoo.correct):
     "zoo-plain-twopass": "normspec.zoo.correct:PlainTwoPassKernel",
     "zoo-welford": "normspec.zoo.correct:WelfordKernel",

@@ -8,7 +8,9 @@ compensated sums in its backward), so the sweep also exercises the suite's trans
 conventions (normspec.conventions). `WelfordKernel` ("zoo-welford") replaces its sums by
 Welford's updating algorithm, the way GPU kernels compute statistics. `FusedKernel`
 ("zoo-fused") sums x and x^2 in one pass in float64 and folds x_hat into x r - mean r, as
-fused kernels do. `CORRECT` lists the four.
+fused kernels do. `LerpUpdateKernel` ("zoo-lerp-update") is the
+two-pass kernel with the running update in the increment form s + alpha (b - s), which
+BN-4.1 admits since spec 0.5.0. `CORRECT` lists these five.
 
 `PlainTwoPassKernel` is correct by the spec's own notes and was once flagged by the suite,
 a defect of the spec's error model since fixed (docs/zoo.md); it stays as the
@@ -152,4 +154,20 @@ class FusedKernel(TwoPassKernel):
         return out_of_range_nan(rows * r - mean * r, variance), mean, variance  # NUM-1.3
 
 
-CORRECT = (TwoPassKernel, KahanKernel, WelfordKernel, FusedKernel)
+class LerpUpdateKernel(TwoPassKernel):
+    """The two-pass kernel with the running update in the increment form of BN-4.1,
+    s + alpha (b - s): the form of TensorFlow's `assign_moving_average` (which casts its
+    weight to the variable's dtype and subtracts (s - b) alpha) and of many EMA kernels.
+    Its roundings differ from those of the weighted form: where |s| >> |b| and alpha is
+    near 1 it is an ulp of |s| off, and an infinite old statistic gives
+    Inf + alpha (b - Inf) = NaN (NUM-1.5 and NUM-4.3 admit both since spec 0.5.0).
+    """
+
+    id = "zoo-lerp-update"
+
+    def update(self, running, batch_statistic, alpha):
+        weight = running.dtype.type(alpha)  # the weight rounded to the compute dtype, as TF casts it
+        return running + weight * (batch_statistic - running)
+
+
+CORRECT = (TwoPassKernel, KahanKernel, WelfordKernel, FusedKernel, LerpUpdateKernel)
