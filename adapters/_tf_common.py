@@ -11,6 +11,9 @@ import os
 
 import numpy as np
 
+# Keras' conventions, which the tf-nn compositions follow as users copy them from Keras
+# (tf.nn itself has no default eps); both cover every op forward and backward.
+from ._keras_common import CAPABILITIES, CONVENTIONS, feature_shape  # noqa: F401  (imports no Keras)
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before the import: no startup INFO/WARNING lines
 
@@ -37,10 +40,6 @@ def _import_tensorflow():
 
 tf = _import_tensorflow()
 tf.get_logger().setLevel("ERROR")
-
-# Keras' conventions, which the tf-nn compositions follow as users copy them from Keras
-# (tf.nn itself has no default eps); both cover every op forward and backward.
-from ._keras_common import CAPABILITIES, CONVENTIONS, feature_shape  # noqa: E402,F401  (no Keras import)
 
 _TF_DEVICE = {"cpu": "/CPU:0", "cuda": "/GPU:0"}
 

@@ -15,10 +15,9 @@ initial state". Return NumPy arrays; the suite checks their shape and dtype.
 """
 from __future__ import annotations
 
-from numbers import Integral
-
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
+from numbers import Integral
 
 import numpy as np
 

@@ -19,6 +19,8 @@ from normspec.adapters import Capabilities, FunctionalAdapter
 
 
 def layer_norm_eps_outside(x, normalized_shape, weight=None, bias=None, eps=1e-5):
+    if np.dtype(x.dtype).name not in ("float16", "bfloat16", "float32", "float64"):
+        raise TypeError(f"x has dtype {x.dtype}; use float16, bfloat16, float32 or float64")
     shape = tuple(normalized_shape)
     if not shape or x.shape[x.ndim - len(shape):] != shape or len(shape) > x.ndim or x.size == 0:
         raise ValueError(f"normalized_shape={shape} is not the trailing dims of {x.shape}")
@@ -33,6 +35,7 @@ def layer_norm_eps_outside(x, normalized_shape, weight=None, bias=None, eps=1e-5
         xc = x.astype(compute)
         d = xc - xc.mean(axis=axes, keepdims=True)
         sigma = np.sqrt((d * d).mean(axis=axes, keepdims=True))
+        sigma = np.where(np.isinf(sigma), np.nan, sigma)  # squares beyond the range: NaN, never beta (NUM-1.3)
         y = d / (sigma + compute(eps))  # the deviation: eps belongs inside the square root
         y = y if weight is None else y * weight.astype(compute)
         y = y if bias is None else y + bias.astype(compute)

@@ -58,7 +58,9 @@ def _moments(rows):
         count = np.concatenate([merged, count[pairs:]])
         mean = np.concatenate([merged_mean, mean[:, pairs:]], axis=1)
         m2 = np.concatenate([merged_m2, m2[:, pairs:]], axis=1)
-    return mean[:, 0], m2[:, 0] / count[0]
+    variance = m2[:, 0] / count[0]
+    # Squares beyond the compute dtype's range: NaN, never the beta that 1/sqrt(Inf) = 0 gives (NUM-1.3).
+    return mean[:, 0], np.where(np.isinf(variance), np.nan, variance)
 
 
 def _normalize(rows, mean, var, eps):
@@ -123,6 +125,7 @@ class WelfordKernel(FunctionalAdapter):
         compute, shape, rows = _trailing_rows(x, normalized_shape, eps)
         with np.errstate(all="ignore"):
             mean_square = np.sum(rows * rows, axis=1) / rows.shape[1]  # pairwise sum in the compute dtype
+            mean_square = np.where(np.isinf(mean_square), np.nan, mean_square)  # NUM-1.3 (and NUM-4.2)
             y = (rows / np.sqrt(mean_square + eps)[:, None]).reshape(x.shape)
             return _affine(y, weight, None, shape, compute).astype(x.dtype)
 
