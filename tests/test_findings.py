@@ -20,11 +20,11 @@ from normspec import clauses, expectations
 from normspec.adapters import BUILTIN
 
 EXPECTATIONS = Path(__file__).resolve().parents[1] / "adapters" / "expectations"
-# The module each built-in adapter's framework is imported as (its snippets need it).
-FRAMEWORK = {"torch": "torch", "torch-channels-last": "torch", "flax-linen": "flax", "flax-nnx": "flax",
-             "keras": "tensorflow", "tf-nn": "tensorflow"}
-FRAMEWORK.update({"onnx-reference": "onnx", "onnxruntime": "onnxruntime"})
-FRAMEWORK.update({"equinox": "equinox", "equinox-bn-batch": "equinox", "keras-jax": "keras", "keras-torch": "keras"})
+# The modules an adapter's snippets need beyond those they import (a Keras snippet picks its backend by name).
+FRAMEWORK = {"torch": {"torch"}, "torch-channels-last": {"torch"}, "flax-linen": {"flax"}, "flax-nnx": {"flax"},
+             "keras": {"tensorflow"}, "tf-nn": {"tensorflow"}, "onnx-reference": {"onnx"},
+             "onnxruntime": {"onnxruntime"}, "equinox": {"equinox"}, "equinox-bn-batch": {"equinox"},
+             "keras-jax": {"keras", "jax"}, "keras-torch": {"keras", "torch"}}
 SNIPPET_TIMEOUT_S = 300
 
 
@@ -97,7 +97,7 @@ def test_the_example_in_format_md_is_a_valid_file(tmp_path):
 
 @pytest.mark.parametrize("adapter_id, finding", _findings())
 def test_snippet_prints_the_observed_value(adapter_id, finding):
-    needed = sorted({FRAMEWORK.get(adapter_id, adapter_id)} | snippet_modules(finding.snippet) - {"normspec"})
+    needed = sorted(FRAMEWORK.get(adapter_id, {adapter_id}) | snippet_modules(finding.snippet) - {"normspec"})
     missing = [name for name in needed if importlib.util.find_spec(name) is None]
     if missing:
         pytest.skip(f"not run: needs {', '.join(missing)}")
