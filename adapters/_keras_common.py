@@ -115,7 +115,12 @@ class KerasBackend:
         """Called before every call into Keras: where a backend keeps the process within its
         resources (JAX's compiled executables)."""
 
-    def vjp(self, layer, x, dy, device, call_kwargs: dict, weight, bias) -> dict:
+    def call(self, layer, key: tuple, x, device, call_kwargs: dict):
+        """layer(x, **call_kwargs) as this backend's users run it (eagerly, by default), its state
+        variables updated; `key` describes the layer's configuration (_built)."""
+        return layer(self.to_tensor(x), **call_kwargs)
+
+    def vjp(self, layer, key, x, dy, device, call_kwargs: dict, weight, bias) -> dict:
         """{"x", "weight", "bias"}: the gradients of layer(x, **call_kwargs) for the cotangent dy
         with respect to x and the variables `weight` and `bias` (None: no gradient)."""
         raise NotImplementedError
@@ -218,9 +223,9 @@ class KerasLayersAdapter(Adapter):
         state = dict(moving_mean=running_mean, moving_variance=running_var) if op == "batch_norm" else {}
         stateful = op in ("batch_norm", "instance_norm")
         self.backend.note_call()
-        layer = self._load(spec, x, device, **state)
+        layer, key = self._load(spec, x, device, **state)
         weight_name, bias_name = ("scale", None) if op == "rms_norm" else ("gamma", "beta")
-        return self.backend.vjp(layer, x, dy, device, {"training": training} if stateful else {},
+        return self.backend.vjp(layer, key, x, dy, device, {"training": training} if stateful else {},
                                 weight=None if weight is None else getattr(layer, weight_name),
                                 bias=None if bias is None else getattr(layer, bias_name))
 
@@ -228,7 +233,7 @@ class KerasLayersAdapter(Adapter):
         """The cached layer keras.layers.<spec.cls>(**spec.config, **spec.call_attributes,
         dtype=dtype) built for inputs of this rank whose trailing dims are spec.features (what
         Keras infers the weight shapes from: the configuration), and the initial values of its
-        state. Its call attributes are whatever the call that built it or the last `_load` set."""
+        state, and the cache key. Its call attributes are whatever the call that built it or the last `_load` set."""
         dtype = np.dtype(dtype).name
         features = tuple(spec.features)
         key = (spec.cls, repr(sorted(spec.config.items())), rank, features, dtype, device, spec.key_extra)
@@ -241,13 +246,13 @@ class KerasLayersAdapter(Adapter):
                                                                      dtype=dtype)
                 layer.build((None,) * (rank - len(features)) + features)
             initial = {v.path.rsplit("/", 1)[-1]: self.backend.to_numpy(v) for v in layer.non_trainable_weights}
-            entry = self._layers[key] = (layer, initial)
+            entry = self._layers[key] = (layer, initial, key)
         return entry
 
     def _load(self, spec, x, device, **state):
         """The layer built for x's rank and dtype with spec.call_attributes set and spec.weights and
-        `state` assigned (None: keep the layer's own)."""
-        layer, _ = self._built(spec, x.ndim, x.dtype, device)
+        `state` assigned (None: keep the layer's own), and its cache key."""
+        layer, _, key = self._built(spec, x.ndim, x.dtype, device)
         for name, value in spec.call_attributes.items():
             if getattr(layer, name) != value:
                 setattr(layer, name, value)
@@ -255,15 +260,15 @@ class KerasLayersAdapter(Adapter):
             for name, value in {**spec.weights, **state}.items():
                 if value is not None:
                     self.backend.assign(getattr(layer, name), value)
-        return layer
+        return layer, key
 
     def _run(self, spec, x, device, training=None, **state):
         """Call the layer of `spec`, loaded with its weights and `state`, on x: the output and the layer."""
         self.backend.note_call()
-        layer = self._load(spec, x, device, **state)
+        layer, key = self._load(spec, x, device, **state)
         with self.backend.device_scope(device):
             kwargs = {} if training is None else {"training": training}
-            return self.backend.to_numpy(layer(self.backend.to_tensor(x), **kwargs)), layer
+            return self.backend.to_numpy(self.backend.call(layer, key, x, device, kwargs)), layer
 
 
 class _Stateless(Layer):
@@ -287,7 +292,7 @@ class _BatchNorm(Layer):
     def __init__(self, adapter, spec, dtype, running_mean, running_var, device):
         self._adapter, self._spec, self._device = adapter, spec, device
         if running_mean is None or running_var is None:
-            _, initial = adapter._built(spec, 2, dtype, device)
+            _, initial, _ = adapter._built(spec, 2, dtype, device)
             running_mean, running_var = initial["moving_mean"], initial["moving_variance"]
         self._mean, self._var = running_mean, running_var
 

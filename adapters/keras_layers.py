@@ -42,7 +42,7 @@ class TensorFlowBackend(KerasBackend):
         target = variable.value
         target.assign(np.asarray(value, dtype=target.dtype.as_numpy_dtype))
 
-    def vjp(self, layer, x, dy, device, call_kwargs, weight, bias) -> dict:
+    def vjp(self, layer, key, x, dy, device, call_kwargs, weight, bias) -> dict:
         def forward(x, **variables):  # the layer reads its own variables, which the tape watches
             return layer(x, **call_kwargs)
         return tape_vjp(forward, dy, device, x=x, weight=weight, bias=bias)

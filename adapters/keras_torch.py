@@ -40,7 +40,7 @@ class TorchBackend(KerasBackend):
             return tensor.float().numpy().astype(ml_dtypes.bfloat16)
         return tensor.numpy().copy()
 
-    def vjp(self, layer, x, dy, device, call_kwargs, weight, bias) -> dict:
+    def vjp(self, layer, key, x, dy, device, call_kwargs, weight, bias) -> dict:
         with self.device_scope(device):
             x = self.to_tensor(x).requires_grad_(True)
             sources = {"x": x, "weight": None if weight is None else weight.value,
