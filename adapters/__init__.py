@@ -10,7 +10,8 @@ import importlib
 
 from normspec.errors import UsageError
 
-from .base import DTYPES, OP_NAMES, Adapter, Capabilities, Conventions, FunctionalAdapter, FunctionalLayer, Layer
+from .base import (DTYPES, OP_NAMES, SCALER_NAMES, Adapter, Capabilities, Conventions, FunctionalAdapter,
+                   FunctionalLayer, Layer, Scaler)
 
 BUILTIN = {
     "numpy": "normspec.adapters.numpy_reference:NumpyReferenceAdapter",
@@ -26,6 +27,7 @@ BUILTIN = {
     "onnxruntime": "normspec.adapters.onnx_runtime:OnnxRuntimeAdapter",
     "equinox": "normspec.adapters.equinox_nn:EquinoxAdapter",
     "equinox-bn-batch": "normspec.adapters.equinox_nn:EquinoxBatchModeAdapter",
+    "sklearn": "normspec.adapters.sklearn_scalers:SklearnAdapter",
 }
 
 
@@ -66,5 +68,5 @@ def _extra(target: str) -> str:
             "onnx-reference": "onnx", "onnxruntime": "onnx", "equinox-bn-batch": "equinox"}.get(target, target)
 
 
-__all__ = ["Adapter", "FunctionalAdapter", "Capabilities", "Conventions", "Layer", "FunctionalLayer", "BUILTIN", "OP_NAMES", "DTYPES",
-           "load_adapter"]
+__all__ = ["Adapter", "FunctionalAdapter", "Capabilities", "Conventions", "Layer", "FunctionalLayer", "Scaler", "BUILTIN",
+           "OP_NAMES", "SCALER_NAMES", "DTYPES", "load_adapter"]

@@ -3,7 +3,32 @@ from __future__ import annotations
 
 from normspec import reference
 
-from .base import OP_NAMES, Capabilities, Conventions, FunctionalAdapter
+from .base import OP_NAMES, SCALER_NAMES, Capabilities, Conventions, FunctionalAdapter, Scaler
+
+
+class ReferenceScaler(Scaler):
+    """A scaler that keeps its chunks and fits the reference on all of them (SCALE-2.1), with
+    its statistics rounded to the data's dtype (SCALE-6) and its outputs to the input's."""
+
+    def __init__(self, fit, names):
+        self._fit, self._names, self._chunks = fit, names, []
+
+    def partial_fit(self, x):
+        self._fit(self._chunks + [x])  # rejects a chunk that does not fit (SCALE-8.1) before keeping it
+        self._chunks.append(x.copy())
+
+    def _fitted(self):
+        return self._fit(self._chunks)
+
+    def transform(self, x):
+        return self._fitted().transform(x)
+
+    def inverse_transform(self, y):
+        return self._fitted().inverse_transform(y)
+
+    def statistics(self):
+        fitted, dtype = self._fitted(), self._chunks[0].dtype
+        return {name: getattr(fitted, name).astype(dtype) for name in self._names}
 
 
 class NumpyReferenceAdapter(FunctionalAdapter):
@@ -11,7 +36,20 @@ class NumpyReferenceAdapter(FunctionalAdapter):
     framework = "numpy"
     conventions = Conventions(channel_axis=1, momentum_weights="new_batch", running_var_estimator="unbiased",
                               default_eps={op: 1e-5 for op in OP_NAMES})
-    capabilities = Capabilities(cumulative_average=True, instance_norm_running_stats=True, backward_ops=OP_NAMES)
+    capabilities = Capabilities(cumulative_average=True, instance_norm_running_stats=True, backward_ops=OP_NAMES,
+                                scalers=SCALER_NAMES)
+
+    def standard_scaler(self, *, with_mean, with_std, device):
+        def fit(chunks):
+            return reference.standard_scaler(chunks, with_mean=with_mean, with_std=with_std,
+                                             ddof=self.conventions.scaler_ddof, nan=self.conventions.scaler_nan)
+        return ReferenceScaler(fit, ("mean", "variance", "scale"))
+
+    def minmax_scaler(self, *, feature_range, clip, device):
+        def fit(chunks):
+            return reference.minmax_scaler(chunks, feature_range=feature_range, clip=clip,
+                                           nan=self.conventions.scaler_nan)
+        return ReferenceScaler(fit, ("data_min", "data_max", "scale"))
 
     def layer_norm(self, x, *, normalized_shape, weight, bias, eps, device):
         return reference.layer_norm(x, normalized_shape, weight, bias, eps=eps)

@@ -27,7 +27,7 @@ from importlib.resources import files
 from normspec import __version__, bench, clauses
 from normspec.adapters import BUILTIN, load_adapter
 from normspec.dtypes import DTYPES
-from normspec.registry import OP_NAMES
+from normspec.registry import ALL_OP_NAMES, OP_NAMES
 from normspec.errors import UsageError
 
 
@@ -244,7 +244,7 @@ def _parser() -> argparse.ArgumentParser:
                                 epilog="Arguments after -- go to pytest unchanged.")
     check.add_argument("target", metavar="TARGET", help=f"built-in adapter ({', '.join(BUILTIN)}) or "
                        "package.module:attr")
-    check.add_argument("--ops", help=f"comma-separated subset of {','.join(OP_NAMES)}")
+    check.add_argument("--ops", help=f"comma-separated subset of {','.join(ALL_OP_NAMES)}")
     check.add_argument("--dtypes", help=f"comma-separated subset of {','.join(DTYPES)}")
     check.add_argument("--devices", help="comma-separated subset of cpu,cuda (default both; absent ones "
                        "are reported as not run)")
@@ -290,7 +290,7 @@ def _parser() -> argparse.ArgumentParser:
     update.add_argument("--expectations", metavar="FILE", help="the expectations file to update (default: the "
                         "built-in adapter's)")
     update.add_argument("--output", metavar="PATH", help="where to write (default: ./ADAPTER.proposed.toml)")
-    update.add_argument("--ops", help=f"comma-separated subset of {','.join(OP_NAMES)}")
+    update.add_argument("--ops", help=f"comma-separated subset of {','.join(ALL_OP_NAMES)}")
     update.add_argument("--dtypes", help=f"comma-separated subset of {','.join(DTYPES)}")
     update.add_argument("--devices", help="comma-separated subset of cpu,cuda")
     update.add_argument("--profile", default="ci", choices=("ci", "dev", "thorough"),
