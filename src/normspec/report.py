@@ -8,7 +8,7 @@ from pathlib import Path
 
 import normspec
 from normspec import clauses, untested
-from normspec.registry import ALL_OP_NAMES
+from normspec.registry import ALL_OP_NAMES, clauses_for
 
 _SYMBOL = {"pass": "pass", "fail": "FAIL", "expected-failure": "expected", "not-run": "not run"}
 _RANK = {"fail": 3, "expected-failure": 2, "pass": 1, "not-run": 0}
@@ -55,7 +55,8 @@ def summary_markdown(state) -> str:
             row = [_cell_text(cells[(clause, op)]) if (clause, op) in cells else "" for op in ops]
             lines.append(f"| {clause} | " + " | ".join(row) + " |")
         # The clauses no test cites (normspec.untested), so that the matrix shows its gaps.
-        lines += [f"| {clause} | " + " | ".join(["untested"] * len(ops)) + " |" for clause, _ in untested.rows()]
+        lines += [f"| {clause} | " + " | ".join("untested" if op == "all" or clauses_for(op, [clause]) else ""
+                                              for op in ops) + " |" for clause, _ in untested.rows()]
         lines += ["", "Untested: " + "; ".join(f"{clause} ({entry.kind})" for clause, entry in untested.rows())
                   + " (normspec.untested says why)"]
         failures = [r for r in results if r["status"] == "fail"]
