@@ -28,6 +28,7 @@ BUILTIN = {
     "equinox": "normspec.adapters.equinox_nn:EquinoxAdapter",
     "equinox-bn-batch": "normspec.adapters.equinox_nn:EquinoxBatchModeAdapter",
     "sklearn": "normspec.adapters.sklearn_scalers:SklearnAdapter",
+    "keras-normalization": "normspec.adapters.keras_normalization:KerasNormalizationAdapter",
 }
 
 
@@ -64,7 +65,7 @@ def load_adapter(target: str) -> Adapter:
 
 def _extra(target: str) -> str:
     return {"torch-channels-last": "torch", "flax-linen": "jax", "flax-nnx": "jax",
-            "keras": "tensorflow", "tf-nn": "tensorflow",
+            "keras": "tensorflow", "tf-nn": "tensorflow", "keras-normalization": "tensorflow",
             "onnx-reference": "onnx", "onnxruntime": "onnx", "equinox-bn-batch": "equinox"}.get(target, target)
 
 

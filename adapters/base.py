@@ -65,6 +65,9 @@ class Capabilities:
     instance_norm_running_stats: bool = False  # IN-3
     backward_ops: tuple = ()  # the ops whose `vjp` is implemented (spec/gradients.md)
     scalers: tuple = ()  # the fitted scalers it covers (normspec.registry.SCALERS): none unless declared
+    # The values of the scalers' options it supports where it lacks some, e.g. {"with_std": (True,)} for a
+    # standardization that always divides: the suite draws the others from the spec's values.
+    scaler_options: dict = field(default_factory=dict)
 
     def dtypes_for(self, op: str) -> tuple:
         return tuple(self.dtypes_by_op.get(op, self.dtypes))

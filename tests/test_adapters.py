@@ -63,7 +63,10 @@ def scaler_calls(adapter, seed, *, with_options: bool) -> dict:
                "minmax_scaler": {"feature_range": (-1.0, 1.0) if with_options else (0.0, 2.0), "clip": with_options}}
     outputs = {}
     for op in adapter.capabilities.scalers:
-        scaler = getattr(adapter, op)(**options[op], device="cpu")
+        # An option the adapter supports in part (Capabilities.scaler_options) takes a supported value.
+        chosen = {name: value if value in adapter.capabilities.scaler_options.get(name, (value,))
+                  else adapter.capabilities.scaler_options[name][0] for name, value in options[op].items()}
+        scaler = getattr(adapter, op)(**chosen, device="cpu")
         scaler.partial_fit(x[:10])
         scaler.partial_fit(x[10:])
         y = outputs[f"{op} transform"] = scaler.transform(x[::-1] * 2)

@@ -54,10 +54,17 @@ def split(data: np.ndarray, cuts) -> list:
     return np.split(data, sorted(set(int(c) for c in cuts if 0 < c < data.shape[0])))
 
 
+OPTION_VALUES = {"with_mean": (False, True), "with_std": (False, True), "feature_range": FEATURE_RANGES,
+                 "clip": (False, True)}
+
+
 @st.composite
-def scaler_cases(draw, *, op: str, dtype: str, families=FAMILIES, min_samples: int = 1, chunked: bool = True):
+def scaler_cases(draw, *, op: str, dtype: str, families=FAMILIES, min_samples: int = 1, chunked: bool = True,
+                 options: dict | None = None):
     """A ScalerCase: n samples and F features, values of a drawn family (normspec.strategies.fill,
-    each feature a slice), a drawn chunking, drawn options, and new data from the same family."""
+    each feature a slice), a drawn chunking, options drawn from `options` (name -> the values an
+    adapter supports, Capabilities.scaler_options; others from OPTION_VALUES), and new data from
+    the same family."""
     if op not in SCALERS:
         raise ValueError(f"op={op!r} is not a scaler; pass one of {sorted(SCALERS)}")
     CURRENT.counters.cases_drawn += 1
@@ -72,13 +79,10 @@ def scaler_cases(draw, *, op: str, dtype: str, families=FAMILIES, min_samples: i
                np_dtype, 1e-5)
     chunks = draw(st.integers(1, min(n, 6)), label="chunks") if chunked else 1
     cuts = rng.choice(np.arange(1, n), size=chunks - 1, replace=False) if chunks > 1 else []
-    if op == "standard_scaler":
-        options = {"with_mean": draw(st.booleans(), label="with_mean"),
-                   "with_std": draw(st.booleans(), label="with_std")}
-    else:
-        options = {"feature_range": draw(st.sampled_from(FEATURE_RANGES), label="feature_range"),
-                   "clip": draw(st.booleans(), label="clip")}
-    return ScalerCase(op=op, dtype=dtype, chunks=split(data, cuts), options=options, new=new, family=family)
+    supported = options or {}
+    drawn = {name: draw(st.sampled_from(supported.get(name, OPTION_VALUES[name])), label=name)
+             for name in SCALERS[op].options}
+    return ScalerCase(op=op, dtype=dtype, chunks=split(data, cuts), options=drawn, new=new, family=family)
 
 
 class ScalerContext(Context):
@@ -220,6 +224,10 @@ def check_transform(case: ScalerCase, fitted, x: np.ndarray, observed: np.ndarra
         expected = np.where(loose, observed, expected)  # finite is all SCALE-3.2 asks of them
         bound = np.where(loose, 0.0, bound)
     _check_not_treated_as_constant(case, fitted, x, observed, expected, bound, loose, context, what)
+    if fitted.constant.any():  # a constant feature's output has a rule of its own (SCALE-3.1: divisor 1)
+        columns = np.flatnonzero(fitted.constant)
+        assert_within(np.asarray(observed)[:, columns], expected[:, columns], bound[:, columns], clause="SCALE-3.1",
+                      context=context, what=f"{what}, constant features {columns.tolist()}", dtype=np.dtype(case.dtype))
     assert_within(observed, expected, bound, clause="SCALE-7.2", context=context, what=what,
                   dtype=np.dtype(case.dtype))
 

@@ -27,8 +27,10 @@ def _scaler_test(*clauses, ops=SCALER_OPS, dtypes=("float32", "float64")):
     return mark
 
 
-def _draw(data, op, dtype, **options):
-    return data.draw(scaler_cases(op=op, dtype=dtype, **options), label="case")
+def _draw(data, op, dtype, adapter, **options):
+    """A case with the options `adapter` supports (Capabilities.scaler_options)."""
+    return data.draw(scaler_cases(op=op, dtype=dtype, options=adapter.capabilities.scaler_options, **options),
+                     label="case")
 
 
 def _fitted_pair(adapter, case, device):
@@ -42,7 +44,7 @@ def _fitted_pair(adapter, case, device):
 def test_fitted_statistics(adapter, op, dtype, device, data):
     """Fitting drawn chunks one after the other gives the statistics of their concatenation,
     within SCALE-7.1 (min-max extremes exactly), under the declared estimator (STD-2.2)."""
-    case = _draw(data, op, dtype)
+    case = _draw(data, op, dtype, adapter)
     scaler, fitted, context = _fitted_pair(adapter, case, device)
     check_statistics(case, fitted, statistics(scaler, context), context)
 
@@ -51,7 +53,7 @@ def test_fitted_statistics(adapter, op, dtype, device, data):
 def test_transform_uses_the_fitted_statistics(adapter, op, dtype, device, data):
     """The transform of the fitted data and of new data is the exact output from the fitted data's
     exact statistics (SCALE-7.2), and it does not change the fitted statistics (SCALE-2)."""
-    case = _draw(data, op, dtype)
+    case = _draw(data, op, dtype, adapter)
     scaler, fitted, context = _fitted_pair(adapter, case, device)
     before = statistics(scaler, context)
     check_transform(case, fitted, case.new, transform(scaler, case.new, context), context, what="transform of new data")
@@ -69,7 +71,7 @@ def test_transform_of_one_row_is_its_row_of_the_batch(adapter, op, dtype, device
     """Each output element depends on that element and the fitted statistics only, not on the
     other rows transformed with it (SCALE-2): a row alone gives its row of the batch, bit for bit
     up to the bound of each."""
-    case = _draw(data, op, dtype)
+    case = _draw(data, op, dtype, adapter)
     scaler, fitted, context = _fitted_pair(adapter, case, device)
     batch = transform(scaler, case.new, context).astype(np.float64)
     i = data.draw(st.integers(0, case.new.shape[0] - 1), label="row")
@@ -97,7 +99,7 @@ def _loose(case, fitted):
 def test_chunking_invariance(adapter, op, dtype, device, data):
     """Fitting in drawn chunks equals fitting the concatenation at once: their statistics and their
     transforms of new data agree within the sum of the two fits' bounds (a law: no oracle values)."""
-    case = _draw(data, op, dtype, min_samples=2)
+    case = _draw(data, op, dtype, adapter, min_samples=2)
     assume(len(case.chunks) > 1)
     whole = dataclasses.replace(case, chunks=[case.data])
     context = ScalerContext(adapter.id, case, device)
@@ -112,7 +114,7 @@ def test_chunking_invariance(adapter, op, dtype, device, data):
 def test_sample_order_invariance(adapter, op, dtype, device, data):
     """Permuting the samples (and chunking them anew) changes the statistics and the transform by
     no more than the sum of the two fits' bounds."""
-    case = _draw(data, op, dtype, min_samples=2)
+    case = _draw(data, op, dtype, adapter, min_samples=2)
     rows = case.data
     permutation = np.array(data.draw(st.permutations(range(rows.shape[0])), label="permutation"))
     rng = np.random.default_rng(data.draw(SEEDS, label="chunking seed"))
@@ -155,7 +157,7 @@ def _assert_fits_agree(case, first, second, context, *, clause, what):
 def test_zero_mean_unit_variance(adapter, op, dtype, device, data):
     """On the fitted data, each standardized feature has mean 0 and variance (n - d)/n (1 for the
     population estimator), within the bounds that the outputs' own bounds imply."""
-    case = _draw(data, op, dtype, min_samples=2)
+    case = _draw(data, op, dtype, adapter, min_samples=2)
     case = dataclasses.replace(case, options={"with_mean": True, "with_std": True})
     scaler, fitted, context = _fitted_pair(adapter, case, device)
     keep = ~fitted.constant & ~_loose(case, fitted)
@@ -177,7 +179,7 @@ def test_zero_mean_unit_variance(adapter, op, dtype, device, data):
 @_scaler_test("MINMAX-4", "SCALE-7.2", ops=("minmax_scaler",))
 def test_fitted_data_spans_the_feature_range(adapter, op, dtype, device, data):
     """On the fitted data, each non-constant min-max feature's outputs run from a to b."""
-    case = _draw(data, op, dtype, min_samples=2)
+    case = _draw(data, op, dtype, adapter, min_samples=2)
     scaler, fitted, context = _fitted_pair(adapter, case, device)
     keep = ~fitted.constant
     assume(keep.any())
@@ -197,7 +199,7 @@ def test_constant_features(adapter, op, dtype, device, data):
     """Constant features (every sample equal, at offsets where a computed mean of copies is not
     exact) divide by 1: outputs 0 (standardization) or a (min-max) on the fitted data, and x - mu or
     a + (x - min)(b - a) on new data (SCALE-3.1)."""
-    case = _draw(data, op, dtype, families=("constant_slices",))
+    case = _draw(data, op, dtype, adapter, families=("constant_slices",))
     value = data.draw(st.sampled_from([0.1, 1000.1, -3.3e-5, 7.0]), label="value of feature 0")
     chunks = [c.copy() for c in case.chunks]
     for chunk in chunks:
@@ -216,7 +218,7 @@ def test_near_constant_features(adapter, op, dtype, device, data):
     """Features c + sigma z whose spread sigma is drawn around the error bound of the variance: at
     or below it either divisor is admitted and the outputs need only be finite; above it the
     feature is not constant and the transform is held to SCALE-7.2 (SCALE-3.2)."""
-    case = _draw(data, op, dtype, min_samples=3, families=("well_conditioned",))
+    case = _draw(data, op, dtype, adapter, min_samples=3, families=("well_conditioned",))
     case = dataclasses.replace(case, options={"with_mean": True, "with_std": True})
     u = tolerance.compute_roundoff(dtype)
     n = case.data.shape[0]
@@ -241,7 +243,7 @@ def test_small_magnitudes(adapter, op, dtype, device, data):
     or range is divided by, not treated as constant (SCALE-3.2). The powers keep the variances
     normal numbers of the compute precision (SCALE-7's domain: 2^-126 for float32, 2^-1022 for
     float64, with room for the spread of the families)."""
-    case = _draw(data, op, dtype, min_samples=2, families=("well_conditioned", "dyadic_grid"))
+    case = _draw(data, op, dtype, adapter, min_samples=2, families=("well_conditioned", "dyadic_grid"))
     lowest = -50 if dtype == "float32" else -480
     power = 2.0 ** data.draw(st.integers(lowest, -20), label="log2 of the scale")
     scaled = dataclasses.replace(case, chunks=[(c.astype(np.float64) * power).astype(c.dtype) for c in case.chunks],
@@ -257,7 +259,7 @@ def test_small_magnitudes(adapter, op, dtype, device, data):
 def test_large_offsets_in_float32(adapter, op, dtype, device, data):
     """float32 features offset + z with offset / spread from 1e2 to 1e6: within the domain, held
     to the same bounds, which grow with M = max|x| (the conditioning, as NUM-1.2)."""
-    case = _draw(data, op, dtype, families=("well_conditioned",), min_samples=2)
+    case = _draw(data, op, dtype, adapter, families=("well_conditioned",), min_samples=2)
     rng = np.random.default_rng(data.draw(SEEDS, label="seed"))
     ratio = 10.0 ** data.draw(st.integers(2, 6), label="log10 offset / spread")
     sign = data.draw(st.sampled_from([-1.0, 1.0]), label="sign")
@@ -276,7 +278,7 @@ def test_large_offsets_in_float32(adapter, op, dtype, device, data):
 def test_inverse_round_trip(adapter, op, dtype, device, data):
     """inverse_transform(transform(x)) returns x within SCALE-7.3, for the fitted data and new data
     (unclipped: the inverse of a clipped output is that of the clipped value)."""
-    case = _draw(data, op, dtype)
+    case = _draw(data, op, dtype, adapter)
     if op == "minmax_scaler":
         case = dataclasses.replace(case, options=dict(case.options, clip=False))
     scaler, fitted, context = _fitted_pair(adapter, case, device)
@@ -290,7 +292,7 @@ def test_inverse_round_trip(adapter, op, dtype, device, data):
 def test_feature_range_and_clip(adapter, op, dtype, device, data):
     """New data up to three ranges beyond the fitted ones map linearly onto and beyond [a, b], or
     into [a, b] with clip (MINMAX-4)."""
-    case = _draw(data, op, dtype, min_samples=2, families=("well_conditioned", "dyadic_grid"))
+    case = _draw(data, op, dtype, adapter, min_samples=2, families=("well_conditioned", "dyadic_grid"))
     low, high = case.data.min(axis=0), case.data.max(axis=0)
     rng = np.random.default_rng(data.draw(SEEDS, label="seed"))
     new = (low + (high - low) * rng.uniform(-3, 4, case.new.shape)).astype(case.data.dtype)
@@ -305,7 +307,7 @@ def test_feature_range_and_clip(adapter, op, dtype, device, data):
 def test_nan_in_fitted_and_new_data(adapter, op, dtype, device, data):
     """NaN in the fitted data is skipped (`ignore`) or makes its feature NaN (`propagate`), as the
     adapter declares; NaN in new data gives NaN at that element only (SCALE-5)."""
-    case = _draw(data, op, dtype, min_samples=3, families=("well_conditioned", "dyadic_grid"))
+    case = _draw(data, op, dtype, adapter, min_samples=3, families=("well_conditioned", "dyadic_grid"))
     rng = np.random.default_rng(data.draw(SEEDS, label="seed"))
     x = case.data.copy()
     holes = rng.random(x.shape) < 0.2
