@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from normspec import reference
+from normspec.errors import ConfigurationError
 
 from .base import OP_NAMES, SCALER_NAMES, Capabilities, Conventions, FunctionalAdapter, Scaler
 
@@ -14,7 +15,9 @@ class ReferenceScaler(Scaler):
         self._fit, self._names, self._chunks = fit, names, []
 
     def partial_fit(self, x):
-        self._fit(self._chunks + [x])  # rejects a chunk that does not fit (SCALE-8.1) before keeping it
+        if self._chunks and (x.ndim != 2 or x.shape[1] != self._chunks[0].shape[1]):
+            raise ConfigurationError("SCALE-8.1", f"a chunk of shape {x.shape} after chunks of "
+                                                  f"{self._chunks[0].shape[1]} features")
         self._chunks.append(x.copy())
 
     def _fitted(self):

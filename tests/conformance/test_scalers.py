@@ -28,7 +28,10 @@ def _scaler_test(*clauses, ops=SCALER_OPS, dtypes=("float32", "float64")):
 
 
 def _draw(data, op, dtype, adapter, **options):
-    """A case with the options `adapter` supports (Capabilities.scaler_options)."""
+    """A case with the options `adapter` supports (Capabilities.scaler_options), and two samples or
+    more where the sample variance (d = 1) is declared: of one sample it is undefined (STD-2.2)."""
+    if op == "standard_scaler" and adapter.conventions.scaler_ddof == 1:
+        options["min_samples"] = max(2, options.get("min_samples", 1))
     return data.draw(scaler_cases(op=op, dtype=dtype, options=adapter.capabilities.scaler_options, **options),
                      label="case")
 
@@ -311,7 +314,7 @@ def test_nan_in_fitted_and_new_data(adapter, op, dtype, device, data):
     rng = np.random.default_rng(data.draw(SEEDS, label="seed"))
     x = case.data.copy()
     holes = rng.random(x.shape) < 0.2
-    holes[0] = False  # every feature keeps a sample (a feature of NaN only is unspecified)
+    holes[:2] = False  # every feature keeps two samples (a feature of NaN only is unspecified; STD-2.2's d = 1)
     x[holes] = np.nan
     new = case.new.copy()
     new[rng.random(new.shape) < 0.2] = np.nan
@@ -372,6 +375,28 @@ def test_invalid_calls_are_rejected(adapter, op, dtype, device, kind):
             if value is not None:
                 assert_within(after[name], value, 0.0, clause="SCALE-8", context=context,
                               what=f"fitted {name} after a rejected partial_fit")
+
+
+@pytest.mark.ops("standard_scaler")
+@pytest.mark.dtypes("float64")
+@pytest.mark.clauses("STD-2.2")
+def test_sample_variance_of_one_sample_is_rejected(adapter, op, dtype, device):
+    """Under the sample variance (d = 1) a fit of one sample is undefined and shall be rejected
+    (STD-2.2): at the partial fit, or at the first transform or statistics() after it."""
+    from normspec.scalers import ScalerCase
+    if adapter.conventions.scaler_ddof != 1:
+        pytest.skip("not applicable: the population variance (d = 0) of one sample is 0")
+    x = np.array([[0.5, -1.25, 3.0]])
+    case = ScalerCase(op=op, dtype=dtype, chunks=[x], options={"with_mean": True, "with_std": True}, new=x)
+    context = ScalerContext(adapter.id, case, device)
+
+    def fit_and_use():
+        scaler = adapter.standard_scaler(with_mean=True, with_std=True, device=device)
+        scaler.partial_fit(x)
+        scaler.statistics()
+        return scaler.transform(x)
+
+    _rejected(context, "fit of one sample under the sample variance (d = 1)", "STD-2.2", fit_and_use)
 
 
 @pytest.mark.ops("minmax_scaler")
