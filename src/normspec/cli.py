@@ -55,8 +55,8 @@ def _adapter_line(adapter_id: str) -> str:
     except UsageError as error:
         return f"{adapter_id:<20} not available: {error}"
     devices = ", ".join(f"{d} ({'ok' if r is None else r})" for d, r in adapter.device_status().items())
-    return (f"{adapter_id:<20} {adapter.framework_version():<24} ops: {', '.join(adapter.capabilities.ops)}; "
-            f"devices: {devices}")
+    ops = ", ".join(adapter.capabilities.ops + adapter.capabilities.scalers)  # the layers, then the fitted scalers
+    return f"{adapter_id:<20} {adapter.framework_version():<24} ops: {ops}; devices: {devices}"
 
 
 def _adapters(args) -> int:
