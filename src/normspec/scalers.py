@@ -213,7 +213,7 @@ def check_transform(case: ScalerCase, fitted, x: np.ndarray, observed: np.ndarra
     constant features (SCALE-3.2) finite."""
     bound, _ = SCALERS[case.op].bounds(fitted, x, input_dtype=case.dtype)
     expected = fitted.transform(x, exact=True)
-    loose = _numerically_constant(case, fitted)
+    loose = numerically_constant(case, fitted)
     if loose.any():
         observed = np.asarray(observed, dtype=np.float64)
         finite = np.isfinite(observed) | np.isnan(x)
@@ -263,16 +263,25 @@ def _check_not_treated_as_constant(case, fitted, x, observed, expected, bound, l
 def check_round_trip(case: ScalerCase, fitted, x: np.ndarray, back: np.ndarray, context: Context) -> None:
     """inverse_transform(transform(x)) within SCALE-7.3 of x."""
     _, bound = SCALERS[case.op].bounds(fitted, x, input_dtype=case.dtype)
-    loose = _numerically_constant(case, fitted)
+    loose = numerically_constant(case, fitted)
     bound = np.where(loose, np.inf, bound)
     assert_within(np.where(loose & np.isfinite(back), x, back), x, bound, clause="SCALE-7.3", context=context,
                   what="inverse_transform(transform(x))")
 
 
-def _numerically_constant(case: ScalerCase, fitted) -> np.ndarray:
+def numerically_constant(case: ScalerCase, fitted) -> np.ndarray:
+    """SCALE-3.2's numerically constant features of a standardization that divides (either divisor is
+    admitted for them, and only finiteness is required); none for min-max scaling."""
     if case.op != "standard_scaler" or not fitted.with_std:
         return np.zeros(case.shape[1], dtype=bool)
     return tolerance.numerically_constant(fitted, input_dtype=case.dtype)
+
+
+def bounds(case: ScalerCase, fitted, x) -> tuple:
+    """SCALE-7.2 and SCALE-7.3 for each element of x (infinite on numerically constant features)."""
+    output, round_trip = SCALERS[case.op].bounds(fitted, x, input_dtype=case.dtype)
+    loose = numerically_constant(case, fitted)
+    return np.where(loose, np.inf, output), np.where(loose, np.inf, round_trip)
 
 
 def with_chunks(case: ScalerCase, chunks: list) -> ScalerCase:

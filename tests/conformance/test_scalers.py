@@ -10,8 +10,8 @@ from hypothesis import assume, given, strategies as st
 
 from normspec import tolerance
 from normspec.compare import assert_within
-from normspec.scalers import (ScalerContext, check_round_trip, check_statistics, check_transform, fit,
-                              reference_fit, scaler_cases, split, statistics, transform)
+from normspec.scalers import (ScalerContext, bounds, check_round_trip, check_statistics, check_transform, fit,
+                              numerically_constant, reference_fit, scaler_cases, split, statistics, transform)
 from normspec.strategies import SEEDS
 
 SCALER_OPS = ("standard_scaler", "minmax_scaler")
@@ -79,23 +79,9 @@ def test_transform_of_one_row_is_its_row_of_the_batch(adapter, op, dtype, device
     batch = transform(scaler, case.new, context).astype(np.float64)
     i = data.draw(st.integers(0, case.new.shape[0] - 1), label="row")
     alone = transform(scaler, case.new[i:i + 1], context).astype(np.float64)
-    bound, _ = tolerance_bounds(case, fitted, case.new[i:i + 1])
+    bound, _ = bounds(case, fitted, case.new[i:i + 1])
     assert_within(alone, batch[i:i + 1], 2 * bound, clause="SCALE-2", context=context,
                   what=f"transform of row {i} alone, against its row of the batch")
-
-
-def tolerance_bounds(case, fitted, x):
-    from normspec.registry import SCALERS
-    bound, round_trip = SCALERS[case.op].bounds(fitted, x, input_dtype=case.dtype)
-    loose = _loose(case, fitted)
-    return np.where(loose, np.inf, bound), np.where(loose, np.inf, round_trip)
-
-
-def _loose(case, fitted):
-    """SCALE-3.2's numerically constant features, which need only be finite."""
-    if case.op != "standard_scaler" or not fitted.with_std:
-        return np.zeros(case.shape[1], dtype=bool)
-    return tolerance.numerically_constant(fitted, input_dtype=case.dtype)
 
 
 @_scaler_test("SCALE-2.1")
@@ -148,8 +134,8 @@ def _assert_fits_agree(case, first, second, context, *, clause, what):
             if stats_a.get(name) is not None and stats_b.get(name) is not None:
                 assert_within(stats_b[name], stats_a[name], 0.0, clause=clause, context=context,
                               what=f"{name} of the {what}")
-    loose = _loose(case, fitted_a) | _loose(case, fitted_b)
-    bound = sum(tolerance_bounds(case, f, case.new)[0] for f in (fitted_a, fitted_b))
+    loose = numerically_constant(case, fitted_a) | numerically_constant(case, fitted_b)
+    bound = sum(bounds(case, f, case.new)[0] for f in (fitted_a, fitted_b))
     y_a = transform(scaler_a, case.new, context).astype(np.float64)
     y_b = transform(scaler_b, case.new, context).astype(np.float64)
     assert_within(np.where(loose, y_a, y_b), y_a, np.where(loose, 0.0, bound), clause=clause, context=context,
@@ -163,11 +149,11 @@ def test_zero_mean_unit_variance(adapter, op, dtype, device, data):
     case = _draw(data, op, dtype, adapter, min_samples=2)
     case = dataclasses.replace(case, options={"with_mean": True, "with_std": True})
     scaler, fitted, context = _fitted_pair(adapter, case, device)
-    keep = ~fitted.constant & ~_loose(case, fitted)
+    keep = ~fitted.constant & ~numerically_constant(case, fitted)
     assume(keep.any())
     x = case.data
     y = transform(scaler, x, context).astype(np.float64)[:, keep]
-    bound = tolerance_bounds(case, fitted, x)[0][:, keep]
+    bound = bounds(case, fitted, x)[0][:, keep]
     exact = fitted.transform(x, exact=True)[:, keep]
     n = x.shape[0]
     mean_bound = bound.mean(axis=0)
@@ -187,7 +173,7 @@ def test_fitted_data_spans_the_feature_range(adapter, op, dtype, device, data):
     keep = ~fitted.constant
     assume(keep.any())
     y = transform(scaler, case.data, context).astype(np.float64)[:, keep]
-    bound = tolerance_bounds(case, fitted, case.data)[0][:, keep]
+    bound = bounds(case, fitted, case.data)[0][:, keep]
     a, b = fitted.feature_range
     low, high = np.argmin(case.data[:, keep], axis=0), np.argmax(case.data[:, keep], axis=0)
     columns = np.arange(keep.sum())
