@@ -29,6 +29,8 @@ BUILTIN = {
     "equinox-bn-batch": "normspec.adapters.equinox_nn:EquinoxBatchModeAdapter",
     "sklearn": "normspec.adapters.sklearn_scalers:SklearnAdapter",
     "keras-normalization": "normspec.adapters.keras_normalization:KerasNormalizationAdapter",
+    # Apply only (SCALE-9); not verified: torchvision does not import beside torch 2.13.0 where it was written.
+    "torchvision": "normspec.adapters.torchvision_normalize:TorchvisionAdapter",
 }
 
 

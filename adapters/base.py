@@ -68,6 +68,8 @@ class Capabilities:
     # The values of the scalers' options it supports where it lacks some, e.g. {"with_std": (True,)} for a
     # standardization that always divides: the suite draws the others from the spec's values.
     scaler_options: dict = field(default_factory=dict)
+    # The scalers it applies with given statistics (SCALE-9: `standard_scaler_given`), fitted or not.
+    given_statistics: tuple = ()
 
     def dtypes_for(self, op: str) -> tuple:
         return tuple(self.dtypes_by_op.get(op, self.dtypes))
@@ -150,6 +152,12 @@ class Adapter:
 
     def minmax_scaler(self, *, feature_range: tuple, clip: bool, device) -> "Scaler":
         """A fresh min-max scaling (MINMAX) onto feature_range = (a, b) (MINMAX-1)."""
+        raise NotImplementedError
+
+    def standard_scaler_given(self, *, mean, std, device) -> "Scaler":
+        """A standardization that applies the given per-feature mean and standard deviation (NumPy
+        arrays of shape (F,), in the data's dtype) without a fit (SCALE-9): only its `transform`
+        is called. Declare it in capabilities.given_statistics."""
         raise NotImplementedError
 
 

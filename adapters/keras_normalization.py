@@ -60,6 +60,19 @@ class KerasNormalizationScaler(Scaler):
         return {"mean": self._statistic("mean"), "variance": self._statistic("variance"), "scale": None}
 
 
+class KerasGivenStatistics(Scaler):
+    """Normalization(mean=..., variance=...): Keras takes the variance, given here as std squared with
+    the sign of std, so that a negative std reaches Keras as the negative variance it stands for."""
+
+    def __init__(self, mean, std):
+        std, dtype = np.asarray(std, dtype=np.float64), np.asarray(mean).dtype
+        self._layer = keras.layers.Normalization(axis=-1, dtype=str(dtype), mean=np.asarray(mean),
+                                                 variance=np.copysign(std * std, std).astype(dtype))
+
+    def transform(self, x):
+        return np.asarray(self._layer(x))
+
+
 class KerasNormalizationAdapter(Adapter):
     id = "keras-normalization"
     framework = "keras"
@@ -67,7 +80,8 @@ class KerasNormalizationAdapter(Adapter):
     # adapt() computes population variances (ops.var) and lets NaN through to the statistics.
     conventions = Conventions(scaler_ddof=0, scaler_nan="propagate")
     capabilities = Capabilities(ops=(), scalers=("standard_scaler",), dtypes=("float32", "float64"),
-                                scaler_options={"with_mean": (True,), "with_std": (True,)})
+                                scaler_options={"with_mean": (True,), "with_std": (True,)},
+                                given_statistics=("standard_scaler",))
 
     def framework_version(self) -> str:
         return f"keras {keras.__version__} ({tf_version()})"
@@ -76,3 +90,7 @@ class KerasNormalizationAdapter(Adapter):
         if not (with_mean and with_std):
             raise NotImplementedError("keras.layers.Normalization always centres and scales (STD-1)")
         return KerasNormalizationScaler()
+
+    def standard_scaler_given(self, *, mean, std, device):
+        return KerasGivenStatistics(mean, std)
+

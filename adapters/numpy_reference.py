@@ -1,10 +1,27 @@
 """`numpy`: the reference itself behind the adapter interface (checks the machinery)."""
 from __future__ import annotations
 
+import numpy as np
+
 from normspec import reference
 from normspec.errors import ConfigurationError
 
 from .base import OP_NAMES, SCALER_NAMES, Capabilities, Conventions, FunctionalAdapter, Scaler
+
+
+class GivenStatisticsScaler(Scaler):
+    """SCALE-9: (x - mean) / std with the given statistics, in float64, rounded once to the input's dtype."""
+
+    def __init__(self, mean, std):
+        mean, std = np.asarray(mean, dtype=np.float64), np.asarray(std, dtype=np.float64)
+        if not np.all(np.isfinite(std) & (std > 0)):
+            raise ConfigurationError("SCALE-9", f"std={std.tolist()}: every standard deviation shall be a finite "
+                                                f"number > 0")
+        self._mean, self._std = mean, std
+
+    def transform(self, x):
+        with np.errstate(invalid="ignore"):
+            return ((x.astype(np.float64) - self._mean) / self._std).astype(x.dtype)
 
 
 class ReferenceScaler(Scaler):
@@ -40,7 +57,10 @@ class NumpyReferenceAdapter(FunctionalAdapter):
     conventions = Conventions(channel_axis=1, momentum_weights="new_batch", running_var_estimator="unbiased",
                               default_eps={op: 1e-5 for op in OP_NAMES})
     capabilities = Capabilities(cumulative_average=True, instance_norm_running_stats=True, backward_ops=OP_NAMES,
-                                scalers=SCALER_NAMES)
+                                scalers=SCALER_NAMES, given_statistics=("standard_scaler",))
+
+    def standard_scaler_given(self, *, mean, std, device):
+        return GivenStatisticsScaler(mean, std)
 
     def standard_scaler(self, *, with_mean, with_std, device):
         def fit(chunks):

@@ -55,7 +55,9 @@ def _adapter_line(adapter_id: str) -> str:
     except UsageError as error:
         return f"{adapter_id:<20} not available: {error}"
     devices = ", ".join(f"{d} ({'ok' if r is None else r})" for d, r in adapter.device_status().items())
-    ops = ", ".join(adapter.capabilities.ops + adapter.capabilities.scalers)  # the layers, then the fitted scalers
+    caps = adapter.capabilities  # the layers, the fitted scalers, the scalers applied with given statistics
+    ops = ", ".join(caps.ops + caps.scalers + tuple(f"{op} (given statistics)" for op in caps.given_statistics
+                                                    if op not in caps.scalers))
     return f"{adapter_id:<20} {adapter.framework_version():<24} ops: {ops}; devices: {devices}"
 
 

@@ -369,3 +369,12 @@ def minmax_scaler_bounds(fitted, x, *, input_dtype) -> tuple:
         round_trip = (output / s + 6 * u * (np.abs(x) + low + (unclipped + abs(a)) / s)
                       + _result_rounding(x, input_dtype))
     return output, round_trip
+
+
+def given_statistics_bound(x, mean, std, *, input_dtype) -> np.ndarray:
+    """SCALE-9: the bound of each output of a standardization with the given mean and standard
+    deviation (float64 values of the given numbers), for x (float64, (n, F))."""
+    u = compute_roundoff(input_dtype)
+    x = np.asarray(x, dtype=np.float64)
+    y = (x - mean) / std
+    return 2 * u * (np.abs(x) + np.abs(mean)) / std + 2 * u * np.abs(y) + _result_rounding(y, input_dtype)

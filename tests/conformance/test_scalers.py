@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from hypothesis import assume, given, strategies as st
 
-from normspec import tolerance
+from normspec import reference, tolerance
 from normspec.compare import assert_within
+from normspec.harness import adapter_call
 from normspec.scalers import (ScalerContext, bounds, check_round_trip, check_statistics, check_transform, fit,
                               numerically_constant, reference_fit, scaler_cases, split, statistics, transform)
 from normspec.strategies import SEEDS
@@ -406,3 +407,44 @@ def test_invalid_feature_range_is_rejected(adapter, op, dtype, device, kind):
 
     _rejected(context, f"minmax_scaler(feature_range={feature_range}) fitted and applied", "SCALE-8.3",
               construct_fit_transform)
+
+
+@pytest.mark.ops("standard_scaler")
+@pytest.mark.dtypes("float32", "float64")
+@pytest.mark.requires("given_statistics")
+@pytest.mark.clauses("SCALE-9")
+@given(data=st.data())
+def test_transform_with_given_statistics(adapter, op, dtype, device, data):
+    """A standardization given its mean and standard deviation (the data's exact statistics rounded
+    to its dtype, as a user computes them elsewhere) applies exactly those (SCALE-9)."""
+    case = _draw(data, op, dtype, adapter)
+    fitted = reference.standard_scaler(case.chunks, with_std=True)
+    mean, std = (fitted.mean + fitted.mean_residual).astype(dtype), fitted.scale.astype(dtype)
+    assume(np.all(np.isfinite(std) & (std > 0)))
+    context = ScalerContext(adapter.id, case, device)
+    with adapter_call(context, "standard_scaler_given(mean, std)", "SCALE-9"):
+        scaler = adapter.standard_scaler_given(mean=mean, std=std, device=device)
+    observed = transform(scaler, case.new, context)
+    mean64, std64, x = mean.astype(np.float64), std.astype(np.float64), case.new.astype(np.float64)
+    assert_within(observed, (x - mean64) / std64, tolerance.given_statistics_bound(x, mean64, std64, input_dtype=dtype),
+                  clause="SCALE-9", context=context, what=f"transform with the given mean {mean.tolist()} and std "
+                                                          f"{std.tolist()}", dtype=np.dtype(dtype))
+
+
+@pytest.mark.ops("standard_scaler")
+@pytest.mark.dtypes("float32")
+@pytest.mark.requires("given_statistics")
+@pytest.mark.clauses("SCALE-9")
+@pytest.mark.parametrize("kind", ["zero", "negative", "infinite", "nan"])
+def test_invalid_given_std_is_rejected(adapter, op, dtype, device, kind):
+    """A given standard deviation that is not a finite number > 0 is rejected (SCALE-9), at
+    construction or at the transform."""
+    from normspec.scalers import ScalerCase
+    x = np.array([[0.5, -1.25], [1.5, 2.0]], np.float32)
+    bad = {"zero": 0.0, "negative": -1.0, "infinite": np.inf, "nan": np.nan}[kind]
+    mean, std = np.zeros(2, np.float32), np.array([1.0, bad], np.float32)
+    case = ScalerCase(op=op, dtype=dtype, chunks=[x], options={}, new=x)
+    context = ScalerContext(adapter.id, case, device)
+    _rejected(context, f"transform with the given std {std.tolist()}", "SCALE-9",
+              lambda: adapter.standard_scaler_given(mean=mean, std=std, device=device).transform(x))
+
