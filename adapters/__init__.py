@@ -10,7 +10,8 @@ import importlib
 
 from normspec.errors import UsageError
 
-from .base import DTYPES, OP_NAMES, Adapter, Capabilities, Conventions, FunctionalAdapter, FunctionalLayer, Layer
+from .base import (DTYPES, OP_NAMES, SCALER_NAMES, Adapter, Capabilities, Conventions, FunctionalAdapter,
+                   FunctionalLayer, Layer, Scaler)
 
 BUILTIN = {
     "numpy": "normspec.adapters.numpy_reference:NumpyReferenceAdapter",
@@ -26,6 +27,10 @@ BUILTIN = {
     "onnxruntime": "normspec.adapters.onnx_runtime:OnnxRuntimeAdapter",
     "equinox": "normspec.adapters.equinox_nn:EquinoxAdapter",
     "equinox-bn-batch": "normspec.adapters.equinox_nn:EquinoxBatchModeAdapter",
+    "sklearn": "normspec.adapters.sklearn_scalers:SklearnAdapter",
+    "keras-normalization": "normspec.adapters.keras_normalization:KerasNormalizationAdapter",
+    # Apply only (SCALE-9); not verified: torchvision does not import beside torch 2.13.0 where it was written.
+    "torchvision": "normspec.adapters.torchvision_normalize:TorchvisionAdapter",
 }
 
 
@@ -62,9 +67,9 @@ def load_adapter(target: str) -> Adapter:
 
 def _extra(target: str) -> str:
     return {"torch-channels-last": "torch", "flax-linen": "jax", "flax-nnx": "jax",
-            "keras": "tensorflow", "tf-nn": "tensorflow",
+            "keras": "tensorflow", "tf-nn": "tensorflow", "keras-normalization": "tensorflow",
             "onnx-reference": "onnx", "onnxruntime": "onnx", "equinox-bn-batch": "equinox"}.get(target, target)
 
 
-__all__ = ["Adapter", "FunctionalAdapter", "Capabilities", "Conventions", "Layer", "FunctionalLayer", "BUILTIN", "OP_NAMES", "DTYPES",
-           "load_adapter"]
+__all__ = ["Adapter", "FunctionalAdapter", "Capabilities", "Conventions", "Layer", "FunctionalLayer", "Scaler", "BUILTIN",
+           "OP_NAMES", "SCALER_NAMES", "DTYPES", "load_adapter"]

@@ -12,6 +12,9 @@ Affine parameters and running statistics come in the same dtype as x, or None:
 a None weight/bias means "no affine parameter" (configure the layer without it);
 a None running statistic in BatchNorm training means "the fresh layer's own
 initial state". Return NumPy arrays; the suite checks their shape and dtype.
+
+The fitted scalers (spec/scalers.md) are optional: an adapter that covers one lists it in
+`Capabilities.scalers` and returns a `Scaler` from the method of that name.
 """
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ from numbers import Integral
 import numpy as np
 
 from normspec.dtypes import DTYPES, numpy_dtype
-from normspec.registry import OP_NAMES
+from normspec.registry import OP_NAMES, SCALER_NAMES
 
 
 @dataclass(frozen=True)
@@ -34,12 +37,16 @@ class Conventions:
         "old_value" (running <- m*running + (1-m)*batch, Keras/Flax); spec BN-4.1.
     running_var_estimator: "unbiased" or "biased", the profile parameter of BN-4.4.
     default_eps: the framework's default eps per op, informative (spec/defaults.md).
+    scaler_ddof: the variance estimator of standardization, 0 (population) or 1 (sample): STD-2.2.
+    scaler_nan: "ignore" (NaN skipped by the fit) or "propagate": the NaN convention of SCALE-5.
     """
 
     channel_axis: int = 1
     momentum_weights: str = "new_batch"
     running_var_estimator: str = "unbiased"
     default_eps: dict = field(default_factory=dict)
+    scaler_ddof: int = 0
+    scaler_nan: str = "ignore"
 
 
 @dataclass(frozen=True)
@@ -57,6 +64,12 @@ class Capabilities:
     cumulative_average: bool = False  # BN-4.2 through momentum=None
     instance_norm_running_stats: bool = False  # IN-3
     backward_ops: tuple = ()  # the ops whose `vjp` is implemented (spec/gradients.md)
+    scalers: tuple = ()  # the fitted scalers it covers (normspec.registry.SCALERS): none unless declared
+    # The values of the scalers' options it supports where it lacks some, e.g. {"with_std": (True,)} for a
+    # standardization that always divides: the suite draws the others from the spec's values.
+    scaler_options: dict = field(default_factory=dict)
+    # The scalers it applies with given statistics (SCALE-9: `standard_scaler_given`), fitted or not.
+    given_statistics: tuple = ()
 
     def dtypes_for(self, op: str) -> tuple:
         return tuple(self.dtypes_by_op.get(op, self.dtypes))
@@ -129,6 +142,46 @@ class Adapter:
         instance_norm without them always uses instance statistics); the running
         statistics are never differentiated (GRAD-1). rms_norm gets bias=None.
         """
+        raise NotImplementedError
+
+
+    # The fitted scalers, optional: declare them in capabilities.scalers (spec/scalers.md).
+    def standard_scaler(self, *, with_mean: bool, with_std: bool, device) -> "Scaler":
+        """A fresh standardization (STD) with these options (STD-1)."""
+        raise NotImplementedError
+
+    def minmax_scaler(self, *, feature_range: tuple, clip: bool, device) -> "Scaler":
+        """A fresh min-max scaling (MINMAX) onto feature_range = (a, b) (MINMAX-1)."""
+        raise NotImplementedError
+
+    def standard_scaler_given(self, *, mean, std, device) -> "Scaler":
+        """A standardization that applies the given per-feature mean and standard deviation (NumPy
+        arrays of shape (F,), in the data's dtype) without a fit (SCALE-9): only its `transform`
+        is called. Declare it in capabilities.given_statistics."""
+        raise NotImplementedError
+
+
+class Scaler:
+    """A fitted scaler with state, as an adapter builds it (spec/scalers.md).
+
+    `partial_fit(chunk)` fits one more (n, F) chunk (SCALE-2: the first call is a fit; further
+    calls fit incrementally, SCALE-2.1); `transform(x)` and `inverse_transform(y)` return NumPy
+    arrays of the input's shape and dtype; `statistics()` returns the fitted statistics as
+    {name: NumPy array of shape (F,) or None where the implementation keeps none}, with the names
+    of ScalerInfo.statistics: "mean", "variance", "scale" (standardization: the variance of the
+    declared estimator, the divisor applied) or "data_min", "data_max", "scale" (min-max).
+    """
+
+    def partial_fit(self, x) -> None:
+        raise NotImplementedError
+
+    def transform(self, x):
+        raise NotImplementedError
+
+    def inverse_transform(self, y):
+        raise NotImplementedError
+
+    def statistics(self) -> dict:
         raise NotImplementedError
 
 

@@ -1,9 +1,54 @@
 """`numpy`: the reference itself behind the adapter interface (checks the machinery)."""
 from __future__ import annotations
 
-from normspec import reference
+import numpy as np
 
-from .base import OP_NAMES, Capabilities, Conventions, FunctionalAdapter
+from normspec import reference
+from normspec.errors import ConfigurationError
+
+from .base import OP_NAMES, SCALER_NAMES, Capabilities, Conventions, FunctionalAdapter, Scaler
+
+
+class GivenStatisticsScaler(Scaler):
+    """SCALE-9: (x - mean) / std with the given statistics, in float64, rounded once to the input's dtype."""
+
+    def __init__(self, mean, std):
+        mean, std = np.asarray(mean, dtype=np.float64), np.asarray(std, dtype=np.float64)
+        if not np.all(np.isfinite(std) & (std > 0)):
+            raise ConfigurationError("SCALE-9", f"std={std.tolist()}: every standard deviation shall be a finite "
+                                                f"number > 0")
+        self._mean, self._std = mean, std
+
+    def transform(self, x):
+        with np.errstate(invalid="ignore"):
+            return ((x.astype(np.float64) - self._mean) / self._std).astype(x.dtype)
+
+
+class ReferenceScaler(Scaler):
+    """A scaler that keeps its chunks and fits the reference on all of them (SCALE-2.1), with
+    its statistics rounded to the data's dtype (SCALE-6) and its outputs to the input's."""
+
+    def __init__(self, fit, names):
+        self._fit, self._names, self._chunks = fit, names, []
+
+    def partial_fit(self, x):
+        if self._chunks and (x.ndim != 2 or x.shape[1] != self._chunks[0].shape[1]):
+            raise ConfigurationError("SCALE-8.1", f"a chunk of shape {x.shape} after chunks of "
+                                                  f"{self._chunks[0].shape[1]} features")
+        self._chunks.append(x.copy())
+
+    def _fitted(self):
+        return self._fit(self._chunks)
+
+    def transform(self, x):
+        return self._fitted().transform(x)
+
+    def inverse_transform(self, y):
+        return self._fitted().inverse_transform(y)
+
+    def statistics(self):
+        fitted, dtype = self._fitted(), self._chunks[0].dtype
+        return {name: getattr(fitted, name).astype(dtype) for name in self._names}
 
 
 class NumpyReferenceAdapter(FunctionalAdapter):
@@ -11,7 +56,23 @@ class NumpyReferenceAdapter(FunctionalAdapter):
     framework = "numpy"
     conventions = Conventions(channel_axis=1, momentum_weights="new_batch", running_var_estimator="unbiased",
                               default_eps={op: 1e-5 for op in OP_NAMES})
-    capabilities = Capabilities(cumulative_average=True, instance_norm_running_stats=True, backward_ops=OP_NAMES)
+    capabilities = Capabilities(cumulative_average=True, instance_norm_running_stats=True, backward_ops=OP_NAMES,
+                                scalers=SCALER_NAMES, given_statistics=("standard_scaler",))
+
+    def standard_scaler_given(self, *, mean, std, device):
+        return GivenStatisticsScaler(mean, std)
+
+    def standard_scaler(self, *, with_mean, with_std, device):
+        def fit(chunks):
+            return reference.standard_scaler(chunks, with_mean=with_mean, with_std=with_std,
+                                             ddof=self.conventions.scaler_ddof, nan=self.conventions.scaler_nan)
+        return ReferenceScaler(fit, ("mean", "variance", "scale"))
+
+    def minmax_scaler(self, *, feature_range, clip, device):
+        def fit(chunks):
+            return reference.minmax_scaler(chunks, feature_range=feature_range, clip=clip,
+                                           nan=self.conventions.scaler_nan)
+        return ReferenceScaler(fit, ("data_min", "data_max", "scale"))
 
     def layer_norm(self, x, *, normalized_shape, weight, bias, eps, device):
         return reference.layer_norm(x, normalized_shape, weight, bias, eps=eps)

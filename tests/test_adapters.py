@@ -35,12 +35,12 @@ def forward_calls(adapter, seed, eps, momentum) -> dict:
     and BatchNorm's running statistics)."""
     x, weight, bias = inputs(seed)
     common = dict(weight=weight, eps=eps, device="cpu")
-    outputs = {
-        "layer_norm": adapter.layer_norm(x, normalized_shape=(6,), bias=bias, **common),
-        "rms_norm": adapter.rms_norm(x, normalized_shape=(6,), **common),
-        "group_norm": adapter.group_norm(x, num_groups=3, bias=bias, **common),
+    calls = {
+        "layer_norm": lambda: adapter.layer_norm(x, normalized_shape=(6,), bias=bias, **common),
+        "rms_norm": lambda: adapter.rms_norm(x, normalized_shape=(6,), **common),
+        "group_norm": lambda: adapter.group_norm(x, num_groups=3, bias=bias, **common),
     }
-    outputs = {op: value for op, value in outputs.items() if op in adapter.capabilities.ops}
+    outputs = {op: call() for op, call in calls.items() if op in adapter.capabilities.ops}
     layers = {}
     for op in [op for op in ("batch_norm", "instance_norm") if op in adapter.capabilities.ops]:
         make_layer = getattr(adapter, f"{op}_layer")
@@ -49,7 +49,29 @@ def forward_calls(adapter, seed, eps, momentum) -> dict:
         outputs[f"{op} training step 1"] = layer(x, training=True)
         outputs[f"{op} training step 2"] = layer(x[::-1] * 2, training=True)
         outputs[f"{op} evaluation"] = layer(x, training=False)
-    outputs["batch_norm running mean"], outputs["batch_norm running var"] = layers["batch_norm"].running_stats()
+    if "batch_norm" in layers:
+        outputs["batch_norm running mean"], outputs["batch_norm running var"] = layers["batch_norm"].running_stats()
+    outputs.update(scaler_calls(adapter, seed, with_options=momentum < 0.5))
+    return outputs
+
+
+def scaler_calls(adapter, seed, *, with_options: bool) -> dict:
+    """The fitted scalers' outputs (spec/scalers.md) on x viewed as (samples, features): two
+    partial fits, a transform and its inverse, and the statistics; other options for a used adapter."""
+    x = inputs(seed)[0].reshape(-1, SHAPE[-1])
+    options = {"standard_scaler": {"with_mean": with_options, "with_std": True},
+               "minmax_scaler": {"feature_range": (-1.0, 1.0) if with_options else (0.0, 2.0), "clip": with_options}}
+    outputs = {}
+    for op in adapter.capabilities.scalers:
+        # An option the adapter supports in part (Capabilities.scaler_options) takes a supported value.
+        chosen = {name: value if value in adapter.capabilities.scaler_options.get(name, (value,))
+                  else adapter.capabilities.scaler_options[name][0] for name, value in options[op].items()}
+        scaler = getattr(adapter, op)(**chosen, device="cpu")
+        scaler.partial_fit(x[:10])
+        scaler.partial_fit(x[10:])
+        y = outputs[f"{op} transform"] = scaler.transform(x[::-1] * 2)
+        outputs[f"{op} inverse"] = scaler.inverse_transform(y)
+        outputs.update({f"{op} {name}": value for name, value in scaler.statistics().items() if value is not None})
     return outputs
 
 

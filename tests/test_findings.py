@@ -24,7 +24,8 @@ EXPECTATIONS = Path(__file__).resolve().parents[1] / "adapters" / "expectations"
 FRAMEWORK = {"torch": {"torch"}, "torch-channels-last": {"torch"}, "flax-linen": {"flax"}, "flax-nnx": {"flax"},
              "keras": {"tensorflow"}, "tf-nn": {"tensorflow"}, "onnx-reference": {"onnx"},
              "onnxruntime": {"onnxruntime"}, "equinox": {"equinox"}, "equinox-bn-batch": {"equinox"},
-             "keras-jax": {"keras", "jax"}, "keras-torch": {"keras", "torch"}}
+             "keras-jax": {"keras", "jax"}, "keras-torch": {"keras", "torch"}, "sklearn": {"sklearn"},
+             "keras-normalization": {"keras", "tensorflow"}}
 SNIPPET_TIMEOUT_S = 300
 
 

@@ -430,3 +430,33 @@ def test_examples_do_not_depend_on_the_modules_imported(tmp_path, monkeypatch):
     importlib.import_module("normspec_constants_probe")
     assert run(hypothesis_own) != own_before, "the probe module should change Hypothesis's own draws"
     assert run(suppressed) == before
+
+
+SAMPLE_VARIANCE = '''
+from welford_scaler import WelfordScaler, WelfordScalerAdapter
+
+class SampleVariance(WelfordScaler):
+    def variance(self):
+        return self.m2 / (self.count - 1)
+
+class SampleVarianceAdapter(WelfordScalerAdapter):
+    id = "sample-variance"
+    def standard_scaler(self, *, with_mean, with_std, device):
+        return SampleVariance(with_mean=with_mean, with_std=with_std)
+'''
+
+
+def test_a_third_party_scaler_gates_through_the_adapter_form(tmp_path):
+    """examples/welford_scaler.py, a standardization written outside normspec, passes its gate
+    (exit 0, scaler tests only: it declares no layer); the same scaler dividing by n - 1 while it
+    declares the population variance fails it, citing SCALE-7.1 (exit 1)."""
+    (tmp_path / "sample_variance.py").write_text(SAMPLE_VARIANCE)
+    conforming = gate("welford_scaler:WelfordScalerAdapter", *NARROW, "--report", tmp_path / "ok", cwd=tmp_path)
+    assert conforming.returncode == 0, conforming.stdout[-3000:] + conforming.stderr[-3000:]
+    ran = records(tmp_path / "ok", op="standard_scaler")
+    assert ran and {r["status"] for r in ran} == {"pass"}
+    assert not records(tmp_path / "ok", op="layer_norm")
+    deviating = gate("sample_variance:SampleVarianceAdapter", *NARROW, "--report", tmp_path / "bad", "--", "-k",
+                     "test_fitted_statistics", cwd=tmp_path, pythonpath=[tmp_path])
+    assert deviating.returncode == 1, deviating.stdout[-3000:] + deviating.stderr[-3000:]
+    assert {r["failed_clause"] for r in records(tmp_path / "bad", status="fail")} == {"SCALE-7.1"}

@@ -14,18 +14,18 @@ from normspec import clauses, reference
 
 ROOT = Path(__file__).resolve().parent.parent
 OPS_WITH_SECTIONS = {"BN": "batch_norm", "LN": "layer_norm", "GN": "group_norm", "IN": "instance_norm",
-                     "RMS": "rms_norm"}
+                     "RMS": "rms_norm", "STD": "standard_scaler", "MINMAX": "minmax_scaler"}
 
 
 def test_every_op_and_the_numerics_rules_have_clauses():
     prefixes = {clause_id.split("-")[0] for clause_id in clauses.index()}
-    assert set(OPS_WITH_SECTIONS) | {"GEN", "NORM", "NUM", "ERR", "GRAD"} <= prefixes
+    assert set(OPS_WITH_SECTIONS) | {"GEN", "NORM", "NUM", "ERR", "GRAD", "SCALE"} <= prefixes
 
 
 def test_every_cited_clause_exists():
     """Every clause ID that code, tests or expectations cite is defined in the spec."""
     cited = set()
-    pattern = re.compile(r"\b((?:GEN|NORM|BN|LN|GN|IN|RMS|NUM|ERR|GRAD)-[0-9]+(?:\.[0-9]+)*)\b")
+    pattern = re.compile(r"\b((?:GEN|NORM|BN|LN|GN|IN|RMS|NUM|ERR|GRAD|SCALE|STD|MINMAX)-[0-9]+(?:\.[0-9]+)*)\b")
     for folder in ("src", "reference", "adapters", "tests"):
         for path in (ROOT / folder).rglob("*"):
             if path.suffix in (".py", ".toml") and path.is_file():
@@ -47,12 +47,31 @@ def _examples():
 
 
 def test_spec_has_worked_examples():
-    assert {example.values[0]["op"] for example in _examples()} >= {"batch_norm", "layer_norm", "rms_norm"}
+    assert {example.values[0]["op"] for example in _examples()} >= {"batch_norm", "layer_norm", "rms_norm",
+                                                                     "standard_scaler", "minmax_scaler"}
+
+
+def _scaler_example(example):
+    """A fitted scaler's example: its statistics and its transform of `x` are the reference's."""
+    chunks = [np.array(chunk, dtype=np.float64) for chunk in example["chunks"]]
+    if example["op"] == "minmax_scaler":
+        fitted = reference.minmax_scaler(chunks, feature_range=example["feature_range"])
+        np.testing.assert_array_equal(fitted.data_min, example["data_min"])
+        np.testing.assert_array_equal(fitted.data_max, example["data_max"])
+    else:
+        fitted = reference.standard_scaler(chunks, ddof=example["ddof"])
+        np.testing.assert_allclose(fitted.mean + fitted.mean_residual, example["mean"], rtol=5e-9)
+        np.testing.assert_allclose(fitted.variance, example["variance"], rtol=5e-9)
+    np.testing.assert_allclose(fitted.scale, example["scale"], rtol=5e-9)
+    np.testing.assert_allclose(fitted.transform(np.array(example["x"]), exact=True), example["output"], rtol=5e-9)
 
 
 @pytest.mark.parametrize("example", _examples())
 def test_worked_example_matches_reference(example):
     """The numbers printed in the spec are what the reference computes (so they cannot drift)."""
+    if "chunks" in example:
+        _scaler_example(example)
+        return
     x = np.array(example["x"], dtype=np.float64)
     weight, bias = (np.array(example[k]) if k in example else None for k in ("weight", "bias"))
     op = example["op"]

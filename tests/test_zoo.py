@@ -32,7 +32,8 @@ def test_the_zoo_is_declared():
         assert cls.violates in known, f"{cls.id} violates unknown clause {cls.violates}"
         assert cls.caught_by and set(cls.caught_by) <= known, f"{cls.id}: {sorted(set(cls.caught_by) - known)}"
         assert set(cls.capabilities.ops) <= set(cls.base.capabilities.ops)
-    assert {cls.id for cls in CORRECT} == {"zoo-twopass", "zoo-kahan", "zoo-welford", "zoo-fused", "zoo-lerp-update"}
+    assert {cls.id for cls in CORRECT} == {"zoo-twopass", "zoo-kahan", "zoo-welford", "zoo-fused", "zoo-lerp-update",
+                                           "zoo-streaming-scaler"}
 
 
 @pytest.fixture(scope="module")

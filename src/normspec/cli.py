@@ -27,7 +27,7 @@ from importlib.resources import files
 from normspec import __version__, bench, clauses
 from normspec.adapters import BUILTIN, load_adapter
 from normspec.dtypes import DTYPES
-from normspec.registry import OP_NAMES
+from normspec.registry import ALL_OP_NAMES, OP_NAMES
 from normspec.errors import UsageError
 
 
@@ -55,8 +55,10 @@ def _adapter_line(adapter_id: str) -> str:
     except UsageError as error:
         return f"{adapter_id:<20} not available: {error}"
     devices = ", ".join(f"{d} ({'ok' if r is None else r})" for d, r in adapter.device_status().items())
-    return (f"{adapter_id:<20} {adapter.framework_version():<24} ops: {', '.join(adapter.capabilities.ops)}; "
-            f"devices: {devices}")
+    caps = adapter.capabilities  # the layers, the fitted scalers, the scalers applied with given statistics
+    ops = ", ".join(caps.ops + caps.scalers + tuple(f"{op} (given statistics)" for op in caps.given_statistics
+                                                    if op not in caps.scalers))
+    return f"{adapter_id:<20} {adapter.framework_version():<24} ops: {ops}; devices: {devices}"
 
 
 def _adapters(args) -> int:
@@ -244,7 +246,7 @@ def _parser() -> argparse.ArgumentParser:
                                 epilog="Arguments after -- go to pytest unchanged.")
     check.add_argument("target", metavar="TARGET", help=f"built-in adapter ({', '.join(BUILTIN)}) or "
                        "package.module:attr")
-    check.add_argument("--ops", help=f"comma-separated subset of {','.join(OP_NAMES)}")
+    check.add_argument("--ops", help=f"comma-separated subset of {','.join(ALL_OP_NAMES)}")
     check.add_argument("--dtypes", help=f"comma-separated subset of {','.join(DTYPES)}")
     check.add_argument("--devices", help="comma-separated subset of cpu,cuda (default both; absent ones "
                        "are reported as not run)")
@@ -290,7 +292,7 @@ def _parser() -> argparse.ArgumentParser:
     update.add_argument("--expectations", metavar="FILE", help="the expectations file to update (default: the "
                         "built-in adapter's)")
     update.add_argument("--output", metavar="PATH", help="where to write (default: ./ADAPTER.proposed.toml)")
-    update.add_argument("--ops", help=f"comma-separated subset of {','.join(OP_NAMES)}")
+    update.add_argument("--ops", help=f"comma-separated subset of {','.join(ALL_OP_NAMES)}")
     update.add_argument("--dtypes", help=f"comma-separated subset of {','.join(DTYPES)}")
     update.add_argument("--devices", help="comma-separated subset of cpu,cuda")
     update.add_argument("--profile", default="ci", choices=("ci", "dev", "thorough"),

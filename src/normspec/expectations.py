@@ -9,14 +9,14 @@ from importlib.resources import files
 from pathlib import Path
 
 from normspec import clauses
-from normspec.registry import DEVICES, DTYPES, OP_NAMES
+from normspec.registry import ALL_OP_NAMES, DEVICES, DTYPES
 from normspec.errors import UsageError
 
 # Filters name parameters of the tests: the adapter, op, dtype and device, and the extra
 # parameters some tests have (kind, family, value, identity, rank), compared as text.
 FILTERS = ("adapter", "op", "dtype", "device", "kind", "family", "value", "identity", "rank")
 # A filter whose values are a closed set: a typo there would silently match nothing.
-_ALLOWED_VALUES = {"op": OP_NAMES, "dtype": DTYPES, "device": DEVICES}
+_ALLOWED_VALUES = {"op": ALL_OP_NAMES, "dtype": DTYPES, "device": DEVICES}
 _FINDING_TEXT = ("id", "title", "mechanism", "belongs_to", "upstream", "snippet", "observed", "expected")
 _FINDING_REQUIRED = (*_FINDING_TEXT, "clauses", "versions", "matches")
 _FINDING_OPTIONAL = ("device", "notes", "measured_error", "intermittent", "snippet_status")
@@ -24,6 +24,7 @@ _MATCH_KEYS = ("test", *FILTERS, "clause", "intermittent")
 BELONGS_TO = ("framework", "adapter")
 VERSION_KEYS = ("cpu", "cuda")
 NOT_REPORTED = "not reported"
+NOT_SEARCHED = "not searched"  # the upstream tracker could not be searched when the finding was written
 # The converter marks a snippet it could not take from a standalone entry; the snippet test fails on it.
 NEEDS_REWRITE = "needs standalone rewrite"
 CONVERTER = "python -m normspec.expectations_convert"
@@ -171,9 +172,9 @@ def _finding(table, number: int, path: Path) -> Finding:
         raise UsageError(f"{where}: belongs_to = {table['belongs_to']!r}; use \"framework\" (fileable upstream) or "
                          f"\"adapter\" (the adapter's own composition)")
     upstream = table["upstream"]
-    if upstream != NOT_REPORTED and not re.match(r"^matches \S", upstream):
-        raise UsageError(f"{where}: upstream = {upstream!r}; use \"{NOT_REPORTED}\" or \"matches <URL or "
-                         f"owner/repo#N>\"")
+    if upstream not in (NOT_REPORTED, NOT_SEARCHED) and not re.match(r"^matches \S", upstream):
+        raise UsageError(f"{where}: upstream = {upstream!r}; use \"{NOT_REPORTED}\", \"{NOT_SEARCHED}\" or "
+                         f"\"matches <URL or owner/repo#N>\"")
     if table.get("device", "cuda") not in ("cpu", "cuda"):
         raise UsageError(f"{where}: device = {table['device']!r}; use \"cuda\" for a snippet that needs a GPU "
                          f"(absent: it runs on a CPU)")

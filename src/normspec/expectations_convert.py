@@ -34,14 +34,15 @@ from itertools import permutations
 from pathlib import Path
 
 from normspec import clauses, toml_emit
-from normspec.adapters import DTYPES, OP_NAMES
+from normspec.adapters import DTYPES
+from normspec.registry import ALL_OP_NAMES
 from normspec.errors import UsageError
 from normspec.expectations import FILTERS, NEEDS_REWRITE, NOT_REPORTED, load_findings
 
 _OLD_REQUIRED = ("test", "clause", "reason", "version", "minimal_input", "observed", "expected")
 _OLD_KNOWN = {*_OLD_REQUIRED, *FILTERS, "measured_error", "notes", "intermittent"}
 DIMENSIONS = ("test", *FILTERS)
-_ORDER = {"op": OP_NAMES, "dtype": DTYPES, "device": ("cpu", "cuda")}
+_ORDER = {"op": ALL_OP_NAMES, "dtype": DTYPES, "device": ("cpu", "cuda")}
 # Names snippets use without importing them, and the import that defines each.
 _IMPORTS = {"np": "import numpy as np", "ml_dtypes": "import ml_dtypes", "tf": "import tensorflow as tf",
             "keras": "import keras", "torch": "import torch", "jax": "import jax",

@@ -2,7 +2,9 @@
 PyTorch's OpInfo rows are, that the generic tests, the strategies, the driver and the
 reports loop over; and the clause prefixes they cite.
 
-A new op is a spec section, a reference file and one row here.
+A new op is a spec section, a reference file and one row here. The fitted scalers (spec/scalers.md)
+have a table of their own, SCALERS: they have no slices, eps or affine parameters, which every
+layer test assumes (docs/design/scalers.md).
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-from normspec import reference
+from normspec import reference, tolerance
 from normspec.dtypes import DTYPES, HALF_DTYPES
 
 # Clause families that apply to every op; an op's own family is OpInfo.prefix.
@@ -71,15 +73,57 @@ OPS = {
 }
 OP_NAMES = tuple(OPS)
 
-__all__ = ["DEVICES", "DTYPES", "GENERIC_PREFIXES", "HALF_DTYPES", "OPS", "OP_NAMES", "OpInfo", "clauses_for",
-           "slice_ids"]
+# Clause families that apply to every fitted scaler; a scaler's own family is ScalerInfo.prefix.
+SCALER_PREFIXES = ("GEN", "SCALE")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScalerInfo:
+    name: str
+    prefix: str  # the scaler's clause family, e.g. "STD"
+    clauses: tuple  # the scaler's own clauses
+    reference: Callable  # fits the reference on a list of chunks (reference/<name>.py)
+    method: str  # the Adapter method that builds the implementation's Scaler
+    options: tuple  # the keyword options that method takes (besides device), the spec's names
+    statistics: tuple  # what Scaler.statistics() returns, the spec's names
+    exact_statistics: tuple  # the statistics SCALE-7.1 requires exactly (MINMAX-2's extremes)
+    bounds: Callable  # SCALE-7.2 / SCALE-7.3: (fitted reference, x, input_dtype) -> (output, round trip)
+    dtypes: tuple = ("float32", "float64")  # SCALE-1
+
+    @property
+    def defining_clause(self) -> str:
+        """The scaler's first clause, cited when a call into the implementation fails."""
+        return self.clauses[0]
+
+
+SCALERS = {
+    row.name: row
+    for row in (
+        ScalerInfo(name="standard_scaler", prefix="STD", clauses=("STD-1", "STD-2", "STD-3", "STD-4"),
+                   reference=reference.standard_scaler, method="standard_scaler",
+                   options=("with_mean", "with_std"), statistics=("mean", "variance", "scale"),
+                   exact_statistics=(), bounds=tolerance.standard_scaler_bounds),
+        ScalerInfo(name="minmax_scaler", prefix="MINMAX", clauses=("MINMAX-1", "MINMAX-2", "MINMAX-3", "MINMAX-4"),
+                   reference=reference.minmax_scaler, method="minmax_scaler",
+                   options=("feature_range", "clip"), statistics=("data_min", "data_max", "scale"),
+                   exact_statistics=("data_min", "data_max"), bounds=tolerance.minmax_scaler_bounds),
+    )
+}
+SCALER_NAMES = tuple(SCALERS)
+# Every name `--ops`, the expectations filters and the reports accept: the layers, then the scalers.
+ALL_OP_NAMES = OP_NAMES + SCALER_NAMES
+
+__all__ = ["ALL_OP_NAMES", "DEVICES", "DTYPES", "GENERIC_PREFIXES", "HALF_DTYPES", "OPS", "OP_NAMES", "OpInfo",
+           "SCALERS", "SCALER_NAMES", "SCALER_PREFIXES", "ScalerInfo", "clauses_for", "slice_ids"]
 
 
 def clauses_for(op: str | None, cited) -> list:
     """The cited clauses that apply to `op`: the generic ones and the op's own (NUM-1.5, on
-    running statistics, only for the ops that keep them)."""
+    running statistics, only for the ops that keep them; SCALE and GEN for a scaler)."""
     if op is None:
         return list(cited)
+    if op in SCALERS:
+        return [c for c in cited if c.split("-")[0] in SCALER_PREFIXES + (SCALERS[op].prefix,)]
     row = OPS[op]
     return [c for c in cited if c.split("-")[0] in GENERIC_PREFIXES + (row.prefix,)
             and (c != "NUM-1.5" or row.stateful)]

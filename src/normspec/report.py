@@ -8,7 +8,7 @@ from pathlib import Path
 
 import normspec
 from normspec import clauses, untested
-from normspec.registry import OP_NAMES
+from normspec.registry import ALL_OP_NAMES, clauses_for
 
 _SYMBOL = {"pass": "pass", "fail": "FAIL", "expected-failure": "expected", "not-run": "not run"}
 _RANK = {"fail": 3, "expected-failure": 2, "pass": 1, "not-run": 0}
@@ -48,14 +48,15 @@ def summary_markdown(state) -> str:
             if adapter_id == adapter.id:
                 lines.append(f"device {device} not run: {reason}")
         cells = _cells(results)
-        ops = [op for op in OP_NAMES if any(key[1] == op for key in cells)] + (["all"] if any(k[1] == "all" for k in cells) else [])
+        ops = [op for op in ALL_OP_NAMES if any(key[1] == op for key in cells)] + (["all"] if any(k[1] == "all" for k in cells) else [])
         lines += ["", "| clause | " + " | ".join(ops) + " |", "|---" * (len(ops) + 1) + "|"]
         order = list(clauses.index())
         for clause in sorted({k[0] for k in cells}, key=lambda c: (order.index(c) if c in order else len(order), c)):
             row = [_cell_text(cells[(clause, op)]) if (clause, op) in cells else "" for op in ops]
             lines.append(f"| {clause} | " + " | ".join(row) + " |")
         # The clauses no test cites (normspec.untested), so that the matrix shows its gaps.
-        lines += [f"| {clause} | " + " | ".join(["untested"] * len(ops)) + " |" for clause, _ in untested.rows()]
+        lines += [f"| {clause} | " + " | ".join("untested" if op == "all" or clauses_for(op, [clause]) else ""
+                                              for op in ops) + " |" for clause, _ in untested.rows()]
         lines += ["", "Untested: " + "; ".join(f"{clause} ({entry.kind})" for clause, entry in untested.rows())
                   + " (normspec.untested says why)"]
         failures = [r for r in results if r["status"] == "fail"]

@@ -287,3 +287,94 @@ def reference_dot_bound(a, a_error, b, b_error, axis=None) -> np.ndarray:
     u = unit_roundoff(np.float64)
     a, b = np.abs(a), np.abs(b)
     return np.sum(b * a_error + a * b_error + 2 * u * a * b, axis=axis)
+
+
+# ---------------------------------------------------------------------------------------
+# The fitted scalers (spec/scalers.md): the error model of SCALE-7, from the exact fit of the
+# reference (normspec.reference.standard_scaler / minmax_scaler, whose fields it reads).
+# ---------------------------------------------------------------------------------------
+
+def fit_error(count, chunks: int, input_dtype) -> np.ndarray:
+    """epsilon_fit of SCALE-7: (n + 4k + 4) u, per feature (n its fitted samples, k the chunks)."""
+    return (np.asarray(count, dtype=np.float64) + 4 * chunks + 4) * compute_roundoff(input_dtype)
+
+
+def fitted_statistic_errors(fitted, *, input_dtype) -> tuple:
+    """delta_mu and delta_sigma^2 of SCALE-7.1 for a reference FittedStandardScaler: the admitted
+    errors of the fitted mean and of the fitted variance (the declared estimator's), per feature."""
+    u = compute_roundoff(input_dtype)
+    eps_fit = fit_error(fitted.count, fitted.chunks, input_dtype)
+    spread_bound = eps_fit * fitted.max_abs
+    population = fitted.population_variance
+    with np.errstate(invalid="ignore", divide="ignore"):
+        factor = fitted.count / (fitted.count - fitted.ddof)
+        variance_error = factor * ((eps_fit + 2 * u) * population + 4 * spread_bound * np.sqrt(population)
+                                   + 4 * spread_bound**2)
+    return spread_bound, variance_error
+
+
+def statistic_bound(exact, error, statistic_dtype) -> np.ndarray:
+    """SCALE-7.1: error + u_s |exact| + tau_s, the error plus the rounding to the statistic's dtype."""
+    return (np.asarray(error, dtype=np.float64) + unit_roundoff(statistic_dtype) * np.abs(exact)
+            + smallest_subnormal(statistic_dtype))
+
+
+def numerically_constant(fitted, *, input_dtype) -> np.ndarray:
+    """SCALE-3.2: features whose exact variance is within delta_sigma^2 of 0, not exactly constant:
+    either divisor is admitted and only finiteness is required."""
+    _, variance_error = fitted_statistic_errors(fitted, input_dtype=input_dtype)
+    return ~fitted.constant & (fitted.variance <= variance_error)
+
+
+def _result_rounding(value, dtype) -> np.ndarray:
+    """u_out |value| + tau_out / 2 + tau of SCALE-7.2 and SCALE-7.3."""
+    return (unit_roundoff(dtype) * np.abs(value) + half_rounded_up(smallest_subnormal(dtype))
+            + compute_subnormal(dtype))
+
+
+def standard_scaler_bounds(fitted, x, *, input_dtype) -> tuple:
+    """SCALE-7.2 and SCALE-7.3 with STD-5: the bound of each transform output of x (float64, (n, F))
+    and of each element of the round trip, for the exact fit `fitted` (its subtrahend and divisor
+    say whether the mean and the standard deviation are applied). Numerically constant features
+    (SCALE-3.2) get an infinite bound; the caller checks them for finiteness."""
+    u = compute_roundoff(input_dtype)
+    x = np.asarray(x, dtype=np.float64)
+    mean_error, variance_error = fitted_statistic_errors(fitted, input_dtype=input_dtype)
+    m, s = fitted.subtrahend, fitted.scale
+    subtrahend_error = mean_error if fitted.with_mean else 0.0
+    divided = fitted.with_std & ~fitted.constant  # a divisor of 1 (STD-3) carries no error
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = np.where(divided, variance_error / fitted.variance, 0.0)
+        rho = np.where(divided, np.where(t < 1, t / (1 - t), np.inf) + 2 * u, 0.0)
+        y = (x - m) / s
+        e_y = (subtrahend_error + 2 * u * (np.abs(x) + np.abs(m))) / s + np.abs(y) * (rho + 2 * u)
+        output = e_y + _result_rounding(y, input_dtype)
+        round_trip = (s * output + np.abs(x - m) * (rho + 2 * u) + subtrahend_error
+                      + 2 * u * (np.abs(x) + np.abs(m)) + _result_rounding(x, input_dtype))
+    return output, round_trip
+
+
+def minmax_scaler_bounds(fitted, x, *, input_dtype) -> tuple:
+    """SCALE-7.2 and SCALE-7.3 with MINMAX-5: the bound of each transform output of x (float64,
+    (n, F)) and of each element of the round trip, for the exact fit `fitted`."""
+    u = compute_roundoff(input_dtype)
+    x = np.asarray(x, dtype=np.float64)
+    a, _ = fitted.feature_range
+    s, low = np.abs(fitted.scale), np.abs(fitted.data_min)
+    with np.errstate(invalid="ignore", over="ignore"):
+        unclipped = np.abs(a + (x - fitted.data_min) * fitted.scale)
+        y = np.maximum(unclipped, np.abs(fitted.transform(x, exact=True)))  # a clipped output rounds |a| or |b|
+        e_y = 6 * u * (np.abs(x) + low) * s + u * abs(a) + u * y
+        output = e_y + _result_rounding(y, input_dtype)
+        round_trip = (output / s + 6 * u * (np.abs(x) + low + (unclipped + abs(a)) / s)
+                      + _result_rounding(x, input_dtype))
+    return output, round_trip
+
+
+def given_statistics_bound(x, mean, std, *, input_dtype) -> np.ndarray:
+    """SCALE-9: the bound of each output of a standardization with the given mean and standard
+    deviation (float64 values of the given numbers), for x (float64, (n, F))."""
+    u = compute_roundoff(input_dtype)
+    x = np.asarray(x, dtype=np.float64)
+    y = (x - mean) / std
+    return 2 * u * (np.abs(x) + np.abs(mean)) / std + 2 * u * np.abs(y) + _result_rounding(y, input_dtype)

@@ -41,6 +41,9 @@ UNTESTED = {
     "GRAD-6": _umbrella("GRAD-6.1", "GRAD-6.3"),
     "GRAD-7": _umbrella("GRAD-7.1", "GRAD-7.2"),
     "GRAD-8": _umbrella("GRAD-8.1", "GRAD-8.2"),
+    "SCALE-1": Untested(DEFINITIONAL, "defines the data of the fitted scalers (samples, features, dtypes) that the "
+                                      "scaler tests draw; the reference rejects other data (tests/test_reference_scalers.py)"),
+    "SCALE-7": _umbrella("SCALE-7.1", "SCALE-7.3"),
     "ERR-1.8": Untested(NOT_OBSERVABLE, "an adapter's layer always holds running statistics (a fresh one those of "
                                         "BN-4.3), so the interface cannot make an evaluation call without them; the "
                                         "functional forms that can omit them are not part of the interface. The "

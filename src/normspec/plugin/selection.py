@@ -9,14 +9,14 @@ from normspec.adapters import load_adapter
 from normspec.dtypes import DTYPES
 from normspec.errors import UsageError
 from normspec.plugin.hypothesis_control import PROFILES
-from normspec.registry import DEVICES, OP_NAMES
+from normspec.registry import ALL_OP_NAMES, DEVICES
 
 
 def add_options(parser) -> None:
     group = parser.getgroup("normspec", "normspec conformance suite")
     group.addoption("--adapter", action="append", default=None,
                     help="adapter to check: a built-in ID or package.module:attr (repeatable; default numpy)")
-    group.addoption("--ops", default=None, help=f"comma-separated ops to check (default all: {','.join(OP_NAMES)})")
+    group.addoption("--ops", default=None, help=f"comma-separated ops to check (default all: {','.join(ALL_OP_NAMES)})")
     group.addoption("--dtypes", default=None, help=f"comma-separated dtypes (default all: {','.join(DTYPES)})")
     group.addoption("--devices", default=",".join(DEVICES),
                     help=f"comma-separated devices (default {','.join(DEVICES)})")
@@ -53,7 +53,7 @@ class Suite:
                 self.expectations += expectations.load_file(path)
         except UsageError as error:
             raise pytest.UsageError(str(error)) from None
-        self.ops = _choices(option.ops, OP_NAMES, "ops")
+        self.ops = _choices(option.ops, ALL_OP_NAMES, "ops")
         self.dtypes = _choices(option.dtypes, DTYPES, "dtypes")
         self.devices = _choices(option.devices, DEVICES, "devices")
         self.profile = option.normspec_profile

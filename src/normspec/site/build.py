@@ -26,7 +26,7 @@ from normspec.site import findings_pages, matrix, pages, reports
 DRAFT = "draft"
 SPEC_ORDER = ("README.md", "general.md", "normalization.md", "ops/batch_norm.md", "ops/layer_norm.md",
               "ops/group_norm.md", "ops/instance_norm.md", "ops/rms_norm.md", "numerics.md", "errors.md",
-              "gradients.md")
+              "gradients.md", "scalers.md", "ops/standard_scaler.md", "ops/minmax_scaler.md")
 INFORMATIVE = ("defaults.md", "rationale.md", "CHANGELOG.md")
 # The clauses whose section shows the accuracy comparison figure (the bound and its kappa).
 ACCURACY_CLAUSES = ("NUM-1.1", "NUM-1.2")

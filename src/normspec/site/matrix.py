@@ -9,7 +9,6 @@ from __future__ import annotations
 from html import escape
 
 from normspec import untested
-from normspec.registry import OP_NAMES
 from normspec.site import reports
 from normspec.site.pages import relative
 
@@ -99,15 +98,16 @@ def page(implementations: list, clause_pages: dict, spec_version: str) -> str:
 def _implementation_section(implementation, clause_pages, untested_rows, order) -> list:
     devices = ", ".join(f"{d}: {'ran' if reason is None else escape(reason)}"
                         for d, reason in implementation.devices.items())
+    ops = reports.ops_of(implementation)
     lines = [f'<h2 id="impl-{implementation.key}">{escape(implementation.label)}</h2>', "",
              f"<p>normspec {escape(implementation.normspec_version)}, spec {escape(implementation.spec_version)}, "
              f"profile {escape(implementation.profile)}; devices: {devices}; "
              f'<a href="{_href(PAGE, findings_page(implementation.adapter))}">findings</a>; '
              f"report: <code>{escape(implementation.source)}</code></p>", "",
              '<div class="ns-matrix" markdown="0"><table><thead><tr><th>clause</th>'
-             + "".join(f"<th>{op}</th>" for op in OP_NAMES) + "</tr></thead><tbody>"]
+             + "".join(f"<th>{op}</th>" for op in ops) + "</tr></thead><tbody>"]
     for clause_id in order:
-        cells = [reports.cell(implementation, clause_id, op, clause_id in untested_rows) for op in OP_NAMES]
+        cells = [reports.cell(implementation, clause_id, op, clause_id in untested_rows) for op in ops]
         if all(c.status == reports.NOT_APPLICABLE for c in cells):
             continue
         lines.append(f'<tr id="{implementation.key}--{clause_id}"><th>{_clause_cell(clause_id, PAGE, clause_pages)}'

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from normspec import expectations
 from normspec.errors import UsageError
-from normspec.registry import OP_NAMES, clauses_for
+from normspec.registry import ALL_OP_NAMES, OP_NAMES, clauses_for
 
 PASS, FINDING, FAIL, NOT_RUN, NOT_APPLICABLE, UNTESTED = "pass", "finding", "fail", "not run", "n/a", "untested"
 _STATUS = {"pass": PASS, "expected-failure": FINDING, "fail": FAIL, "not-run": NOT_RUN}
@@ -166,10 +166,16 @@ def cell(implementation: Implementation, clause: str, op: str, untested: bool = 
     return Cell(NOT_RUN, not_run={"no result in this report cites it for this op"})
 
 
+def ops_of(implementation: Implementation) -> list:
+    """The matrix's columns for an implementation: the layers, and each fitted scaler (spec/scalers.md)
+    that its report has results for."""
+    return [op for op in ALL_OP_NAMES if op in OP_NAMES or any(key[1] == op for key in implementation.cells)]
+
+
 def summary(implementation: Implementation, clause: str, untested: bool = False) -> Cell:
     """One cell for the clause over every op: the worst status, the findings and reasons of all."""
     merged = Cell(NOT_APPLICABLE)
-    for op in OP_NAMES:
+    for op in ops_of(implementation):
         one = cell(implementation, clause, op, untested)
         if one.status == NOT_APPLICABLE or (one.status == NOT_RUN and not one.counts):
             if one.status == NOT_RUN and merged.status == NOT_APPLICABLE:

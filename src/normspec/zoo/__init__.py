@@ -8,6 +8,8 @@ violates and the clauses a failure may cite (`caught_by`). The themes:
     mutants_layout    reduction axes, channel layout, grouping, the affine step, RMSNorm
     mutants_state     training and evaluation, running statistics, momentum, BN-5
     mutants_backward  the backward pass: GRAD-3/4/5 paths, parameter sums, GRAD-7, GRAD-8.1
+    scalers           the fitted scalers: variance estimator and algorithm, chunk merging,
+                      feature range, constant features (and their correct streaming kernel)
 
     python -m normspec.zoo kill           the kill matrix of the ci profile
     python -m normspec.zoo false-alarms   correct implementations under many seeds
@@ -16,19 +18,20 @@ from __future__ import annotations
 
 import inspect
 
-from . import mutants_backward, mutants_layout, mutants_numerics, mutants_state
+from . import mutants_backward, mutants_layout, mutants_numerics, mutants_state, scalers
 from ._base import NUMERIC, Mutant
 from .correct import CORRECT
 
 
 def _declared(module) -> list:
-    """The Mutant subclasses of `module`, in the order they are written."""
+    """The Mutant subclasses of `module` that violate a clause (not their shared bases), in the
+    order they are written."""
     found = [obj for obj in vars(module).values()
-             if inspect.isclass(obj) and issubclass(obj, Mutant) and obj.__module__ == module.__name__]
+             if inspect.isclass(obj) and issubclass(obj, Mutant) and obj.__module__ == module.__name__ and obj.violates]
     return sorted(found, key=lambda cls: inspect.getsourcelines(cls)[1])
 
 
-MUTANTS = tuple(cls for module in (mutants_numerics, mutants_layout, mutants_state, mutants_backward)
+MUTANTS = tuple(cls for module in (mutants_numerics, mutants_layout, mutants_state, mutants_backward, scalers)
                 for cls in _declared(module))
 
 

@@ -10,7 +10,8 @@ Welford's updating algorithm, the way GPU kernels compute statistics. `FusedKern
 ("zoo-fused") sums x and x^2 in one pass in float64 and folds x_hat into x r - mean r, as
 fused kernels do. `LerpUpdateKernel` ("zoo-lerp-update") is the
 two-pass kernel with the running update in the increment form s + alpha (b - s), which
-BN-4.1 admits since spec 0.5.0. `CORRECT` lists these five.
+BN-4.1 admits since spec 0.5.0. `StreamingScalerKernel` ("zoo-streaming-scaler", in
+normspec.zoo.scalers) fits the scalers chunk by chunk in the data's dtype. `CORRECT` lists these six.
 
 `PlainTwoPassKernel` is correct by the spec's own notes and was once flagged by the suite,
 a defect of the spec's error model since fixed (docs/zoo.md); it stays as the
@@ -170,4 +171,6 @@ class LerpUpdateKernel(TwoPassKernel):
         return running + weight * (batch_statistic - running)
 
 
-CORRECT = (TwoPassKernel, KahanKernel, WelfordKernel, FusedKernel, LerpUpdateKernel)
+from .scalers import StreamingScalerKernel  # noqa: E402  (after the kernels above, as the module reads)
+
+CORRECT = (TwoPassKernel, KahanKernel, WelfordKernel, FusedKernel, LerpUpdateKernel, StreamingScalerKernel)
