@@ -4,8 +4,9 @@ statistics (spec/scalers.md, SCALE-9): apply only, it has no fit and no inverse.
 Normalize takes images (..., C, H, W): each sample of (n, F) data is given as an image of F channels
 of 1 x 1 pixel, and the mean and std as the per-channel lists Normalize takes.
 
-Not verified: written where torchvision from PyPI does not import beside torch 2.13.0, so this adapter
-was never run and has no expectations file yet; `normspec adapters` lists it as not available there.
+PyPI's torchvision does not import beside torch 2.13.0 (the version the other torch adapters pin),
+so no tox environment runs it yet; it passes up to its findings with torch 2.14.1 and torchvision
+0.29.1 (`pip install torch==2.14.1 torchvision==0.29.1`, then `normspec check torchvision`).
 """
 from __future__ import annotations
 
