@@ -11,7 +11,7 @@ import importlib
 from normspec.errors import UsageError
 
 from .base import (DTYPES, OP_NAMES, SCALER_NAMES, Adapter, Capabilities, Conventions, FunctionalAdapter,
-                   FunctionalLayer, Layer, Scaler)
+                   FunctionalLayer, Layer, ReplicatedLayer, Scaler)
 
 BUILTIN = {
     "numpy": "normspec.adapters.numpy_reference:NumpyReferenceAdapter",
@@ -71,5 +71,5 @@ def _extra(target: str) -> str:
             "onnx-reference": "onnx", "onnxruntime": "onnx", "equinox-bn-batch": "equinox"}.get(target, target)
 
 
-__all__ = ["Adapter", "FunctionalAdapter", "Capabilities", "Conventions", "Layer", "FunctionalLayer", "Scaler", "BUILTIN",
+__all__ = ["Adapter", "FunctionalAdapter", "Capabilities", "Conventions", "Layer", "FunctionalLayer", "ReplicatedLayer", "Scaler", "BUILTIN",
            "OP_NAMES", "SCALER_NAMES", "DTYPES", "load_adapter"]

@@ -14,7 +14,9 @@ a None running statistic in BatchNorm training means "the fresh layer's own
 initial state". Return NumPy arrays; the suite checks their shape and dtype.
 
 The fitted scalers (spec/scalers.md) are optional: an adapter that covers one lists it in
-`Capabilities.scalers` and returns a `Scaler` from the method of that name.
+`Capabilities.scalers` and returns a `Scaler` from the method of that name. So is synchronized
+BatchNorm (spec/ops/sync_batch_norm.md): an adapter lists "sync_batch_norm" in
+`Capabilities.data_parallel` and returns a `ReplicatedLayer` from `sync_batch_norm_layer`.
 """
 from __future__ import annotations
 
@@ -70,6 +72,12 @@ class Capabilities:
     scaler_options: dict = field(default_factory=dict)
     # The scalers it applies with given statistics (SCALE-9: `standard_scaler_given`), fitted or not.
     given_statistics: tuple = ()
+    # The data-parallel ops it covers (normspec.registry.DATA_PARALLEL): none unless declared.
+    data_parallel: tuple = ()
+    max_replicas: int = 8  # the most replicas its engine's process has devices for
+    # The shard sizes it can express (DP-5): "uneven" (shards of different sizes, one sample
+    # included) and "empty" (a shard of no sample); equal shards always.
+    shard_sizes: tuple = ("uneven", "empty")
 
     def dtypes_for(self, op: str) -> tuple:
         return tuple(self.dtypes_by_op.get(op, self.dtypes))
@@ -158,6 +166,31 @@ class Adapter:
         """A standardization that applies the given per-feature mean and standard deviation (NumPy
         arrays of shape (F,), in the data's dtype) without a fit (SCALE-9): only its `transform`
         is called. Declare it in capabilities.given_statistics."""
+        raise NotImplementedError
+
+
+    # Synchronized BatchNorm, optional: declare "sync_batch_norm" in capabilities.data_parallel.
+    def sync_batch_norm_layer(self, *, replicas, num_features, dtype, weight, bias, running_mean, running_var,
+                              momentum, eps, device) -> "ReplicatedLayer":
+        """A BatchNorm replicated on `replicas` devices of the engine, its statistics reduced by the
+        engine's own collective (DP-1 .. DP-5); arguments as batch_norm_layer's, the same on every
+        replica."""
+        raise NotImplementedError
+
+
+class ReplicatedLayer:
+    """A synchronized BatchNorm on R replicas, as an adapter builds it (spec DP).
+
+    `__call__(shards, training=...)` runs one step on every replica, replica r given the NumPy array
+    shards[r] (its batch size may differ between replicas and be 0, as Capabilities.shard_sizes
+    declares), and returns the list of the R outputs; `running_stats()` returns the list of every
+    replica's (running_mean, running_var), read from that replica (DP-4 compares them).
+    """
+
+    def __call__(self, shards, *, training: bool):
+        raise NotImplementedError
+
+    def running_stats(self):
         raise NotImplementedError
 
 

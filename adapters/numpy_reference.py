@@ -6,7 +6,7 @@ import numpy as np
 from normspec import reference
 from normspec.errors import ConfigurationError
 
-from .base import OP_NAMES, SCALER_NAMES, Capabilities, Conventions, FunctionalAdapter, Scaler
+from .base import OP_NAMES, SCALER_NAMES, Capabilities, Conventions, FunctionalAdapter, ReplicatedLayer, Scaler
 
 
 class GivenStatisticsScaler(Scaler):
@@ -51,13 +51,34 @@ class ReferenceScaler(Scaler):
         return {name: getattr(fitted, name).astype(dtype) for name in self._names}
 
 
+class ReferenceReplicatedLayer(ReplicatedLayer):
+    """DP: the reference on the global batch, one state that every replica shares (no collective:
+    this adapter checks the machinery, not an engine)."""
+
+    def __init__(self, replicas, weight, bias, running_mean, running_var, momentum, eps):
+        self._replicas, self._weight, self._bias, self._momentum, self._eps = replicas, weight, bias, momentum, eps
+        self._mean, self._var, self._count = running_mean, running_var, 0
+
+    def __call__(self, shards, *, training):
+        if len(shards) != self._replicas:
+            raise ConfigurationError("DP-1", f"{len(shards)} shards for a layer on {self._replicas} replicas")
+        result = reference.sync_batch_norm(shards, self._weight, self._bias, self._mean, self._var, training=training,
+                                           momentum=self._momentum, eps=self._eps, num_batches_tracked=self._count)
+        self._mean, self._var, self._count = result.running_mean, result.running_var, result.num_batches_tracked
+        return result.outputs
+
+    def running_stats(self):
+        return [(self._mean, self._var)] * self._replicas
+
+
 class NumpyReferenceAdapter(FunctionalAdapter):
     id = "numpy"
     framework = "numpy"
     conventions = Conventions(channel_axis=1, momentum_weights="new_batch", running_var_estimator="unbiased",
                               default_eps={op: 1e-5 for op in OP_NAMES})
     capabilities = Capabilities(cumulative_average=True, instance_norm_running_stats=True, backward_ops=OP_NAMES,
-                                scalers=SCALER_NAMES, given_statistics=("standard_scaler",))
+                                scalers=SCALER_NAMES, given_statistics=("standard_scaler",),
+                                data_parallel=("sync_batch_norm",))
 
     def standard_scaler_given(self, *, mean, std, device):
         return GivenStatisticsScaler(mean, std)
@@ -73,6 +94,12 @@ class NumpyReferenceAdapter(FunctionalAdapter):
             return reference.minmax_scaler(chunks, feature_range=feature_range, clip=clip,
                                            nan=self.conventions.scaler_nan)
         return ReferenceScaler(fit, ("data_min", "data_max", "scale"))
+
+    def sync_batch_norm_layer(self, *, replicas, num_features, dtype, weight, bias, running_mean, running_var,
+                              momentum, eps, device):
+        if running_mean is None:  # BN-4.3, in the layer's dtype
+            running_mean, running_var = np.zeros(num_features, dtype), np.ones(num_features, dtype)
+        return ReferenceReplicatedLayer(replicas, weight, bias, running_mean, running_var, momentum, eps)
 
     def layer_norm(self, x, *, normalized_shape, weight, bias, eps, device):
         return reference.layer_norm(x, normalized_shape, weight, bias, eps=eps)

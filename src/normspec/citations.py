@@ -55,13 +55,13 @@ MACHINERY = ("driver", "backward", "compare", "harness")
 def _machinery_citations() -> dict:
     """{clause ID: {"normspec.<module>::<function>"}} of the checks the driver and the harness
     make on every call, and the op's defining clause that a call raising on a valid input cites."""
-    from normspec.registry import OPS, SCALERS
+    from normspec.registry import DATA_PARALLEL, OPS, SCALERS
     cited = {}
     for name in MACHINERY:
         source = files("normspec").joinpath(f"{name}.py").read_text(encoding="utf-8")
         for clause, where in scan_source(source, f"normspec.{name}").items():
             cited.setdefault(clause, set()).update(where)
-    for row in (*OPS.values(), *SCALERS.values()):
+    for row in (*OPS.values(), *SCALERS.values(), *DATA_PARALLEL.values()):
         cited.setdefault(row.defining_clause, set()).add("normspec.harness::adapter_call")
     return cited
 

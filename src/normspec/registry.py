@@ -110,20 +110,54 @@ SCALERS = {
     )
 }
 SCALER_NAMES = tuple(SCALERS)
-# Every name `--ops`, the expectations filters and the reports accept: the layers, then the scalers.
-ALL_OP_NAMES = OP_NAMES + SCALER_NAMES
 
-__all__ = ["ALL_OP_NAMES", "DEVICES", "DTYPES", "GENERIC_PREFIXES", "HALF_DTYPES", "OPS", "OP_NAMES", "OpInfo",
+
+@dataclass(frozen=True, kw_only=True)
+class DataParallelInfo:
+    """An op run across replicas with the engine's collective (spec/ops/sync_batch_norm.md): its
+    oracle is the single-device op (`base`) on the concatenated global batch."""
+
+    name: str
+    prefix: str  # the op's clause family, e.g. "DP"
+    clauses: tuple  # its own clauses
+    base: str  # the OPS row it is the data-parallel form of; that row's clauses apply to the global batch
+    reference: Callable  # the reference on a list of shards (reference/<name>.py)
+    vjp: Callable  # the reference VJP on shards and cotangents (DP-7)
+    min_replicas: int = 2
+    max_replicas: int = 8  # the replica counts the suite draws, at most the adapter's Capabilities.max_replicas
+
+    @property
+    def defining_clause(self) -> str:
+        return self.clauses[0]
+
+
+DATA_PARALLEL = {
+    row.name: row
+    for row in (
+        DataParallelInfo(name="sync_batch_norm", prefix="DP", clauses=("DP-1", "DP-2", "DP-3", "DP-4", "DP-5"),
+                         base="batch_norm", reference=reference.sync_batch_norm, vjp=reference.sync_batch_norm_vjp),
+    )
+}
+DATA_PARALLEL_NAMES = tuple(DATA_PARALLEL)
+# Every name `--ops`, the expectations filters and the reports accept: the layers, the scalers, the
+# data-parallel ops.
+ALL_OP_NAMES = OP_NAMES + SCALER_NAMES + DATA_PARALLEL_NAMES
+
+__all__ = ["ALL_OP_NAMES", "DATA_PARALLEL", "DATA_PARALLEL_NAMES", "DataParallelInfo", "DEVICES", "DTYPES", "GENERIC_PREFIXES", "HALF_DTYPES", "OPS", "OP_NAMES", "OpInfo",
            "SCALERS", "SCALER_NAMES", "SCALER_PREFIXES", "ScalerInfo", "clauses_for", "slice_ids"]
 
 
 def clauses_for(op: str | None, cited) -> list:
     """The cited clauses that apply to `op`: the generic ones and the op's own (NUM-1.5, on
-    running statistics, only for the ops that keep them; SCALE and GEN for a scaler)."""
+    running statistics, only for the ops that keep them; SCALE and GEN for a scaler; a
+    data-parallel op's, its base op's and the generic ones for a data-parallel op)."""
     if op is None:
         return list(cited)
     if op in SCALERS:
         return [c for c in cited if c.split("-")[0] in SCALER_PREFIXES + (SCALERS[op].prefix,)]
+    if op in DATA_PARALLEL:
+        row = DATA_PARALLEL[op]
+        return [c for c in cited if c.split("-")[0] in GENERIC_PREFIXES + (OPS[row.base].prefix, row.prefix)]
     row = OPS[op]
     return [c for c in cited if c.split("-")[0] in GENERIC_PREFIXES + (row.prefix,)
             and (c != "NUM-1.5" or row.stateful)]

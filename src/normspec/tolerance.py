@@ -42,30 +42,34 @@ def half_rounded_up(value):
     return np.nextafter(np.asarray(value, dtype=np.float64) / 2, np.inf)
 
 
-def statistics_error(n: int, u: float) -> float:
+def statistics_error(n: int, u: float, replicas: int | None = None) -> float:
     """epsilon_stat of NUM-1.1: the relative budget for reduced quantities, for every slice,
-    exact-statistics ones too (NUM-1.4)."""
-    return (n + 4) * u
+    exact-statistics ones too (NUM-1.4); with `replicas` R, the epsilon_DP = (n + 4R + 4) u of
+    DP-6 for statistics merged across R replicas."""
+    return (n + 4 * (replicas or 0) + 4) * u
 
 
-def normalized_error(steps: Steps, *, input_dtype) -> np.ndarray:
-    """e_x_hat of NUM-1.1: how far a computed normalized value may be from the exact one."""
+def normalized_error(steps: Steps, *, input_dtype, replicas: int | None = None) -> np.ndarray:
+    """e_x_hat of NUM-1.1: how far a computed normalized value may be from the exact one (with
+    `replicas`, DP-6's budget for statistics merged across replicas)."""
     u = compute_roundoff(input_dtype)
-    eps_stat = statistics_error(steps.reduction_length, u)
+    eps_stat = statistics_error(steps.reduction_length, u, replicas)
     kappa = steps.conditioning
     return eps_stat * kappa + np.abs(steps.normalized) * (0.5 * eps_stat * (1 + kappa) + 3 * u)
 
 
-def output_bound(steps: Steps, output: np.ndarray, weight, bias, *, input_dtype) -> np.ndarray:
+def output_bound(steps: Steps, output: np.ndarray, weight, bias, *, input_dtype,
+                 replicas: int | None = None) -> np.ndarray:
     """NUM-1.1: the largest error allowed for each output element.
 
     `steps` and `output` are the reference's float64 values (exact=True) in the
-    input's layout; `weight` and `bias` broadcast against them (None: absent).
+    input's layout; `weight` and `bias` broadcast against them (None: absent). With
+    `replicas` R, the steps are those of the global batch of R replicas (DP-3, DP-6).
     """
     u = compute_roundoff(input_dtype)
     u_out = unit_roundoff(input_dtype)
     tiny, tiny_out = compute_subnormal(input_dtype), smallest_subnormal(input_dtype)
-    error_x_hat = normalized_error(steps, input_dtype=input_dtype)
+    error_x_hat = normalized_error(steps, input_dtype=input_dtype, replicas=replicas)
     x_hat = np.abs(steps.normalized)
     gamma = 1.0 if weight is None else np.abs(weight)
     beta = 0.0 if bias is None else np.abs(bias)
@@ -93,19 +97,23 @@ def running_bound(*, alpha: float, old, batch_statistic, new, batch_error, input
                 + u_out * np.abs(new64) + compute_subnormal(input_dtype) + half_rounded_up(smallest_subnormal(input_dtype)))
 
 
-def batch_statistic_errors(steps: Steps, *, input_dtype):
+def batch_statistic_errors(steps: Steps, *, input_dtype, replicas: int | None = None):
     """delta_mu and delta_sigma^2 of NUM-1.5 (before the estimator factor f and the f delta_mu^2
     term) for per-slice Steps (rows = slices): eps_stat kappa sqrt(sigma^2 + eps), and
-    (eps_stat + 2u) sigma^2 + eps_stat mean|x| sigma, the spread sigma without eps."""
+    (eps_stat + 2u) sigma^2 + eps_stat mean|x| sigma, the spread sigma without eps. With
+    `replicas`, DP-6: epsilon_DP, and the first-order term doubled for the merge's correction."""
     u = compute_roundoff(input_dtype)
-    eps_stat = statistics_error(steps.reduction_length, u)
+    eps_stat = statistics_error(steps.reduction_length, u, replicas)
+    first_order = 1 if replicas is None else 2
     mean_abs = steps.conditioning / steps.inverse_std  # mean|x| = kappa sqrt(sigma^2 + eps)
     variance = steps.variance
     with np.errstate(invalid="ignore"):
-        return eps_stat * mean_abs, (eps_stat + 2 * u) * variance + eps_stat * mean_abs * np.sqrt(np.maximum(variance, 0))
+        return eps_stat * mean_abs, ((eps_stat + 2 * u) * variance
+                                     + first_order * eps_stat * mean_abs * np.sqrt(np.maximum(variance, 0)))
 
 
-def batch_statistic_terms(steps: Steps, *, shape: tuple, channel_axis: int, samples: int, input_dtype) -> dict:
+def batch_statistic_terms(steps: Steps, *, shape: tuple, channel_axis: int, samples: int, input_dtype,
+                          replicas: int | None = None) -> dict:
     """NUM-1.5's per-channel batch statistics |s| and their allowed errors delta_s, for the
     running mean and the running variance: {"running mean": (|s|, delta_s), "running
     variance": (...)}. `steps` are per-slice (one slice per channel for BatchNorm, N for
@@ -114,7 +122,7 @@ def batch_statistic_terms(steps: Steps, *, shape: tuple, channel_axis: int, samp
     others = tuple(i for i in range(len(shape)) if i != channel_axis)
     n = steps.reduction_length
     estimator = n / (n - 1) if n > 1 else 1.0  # the larger of the two estimators (BN-4.4)
-    mean_error, var_error = batch_statistic_errors(steps, input_dtype=input_dtype)
+    mean_error, var_error = batch_statistic_errors(steps, input_dtype=input_dtype, replicas=replicas)
 
     def per_channel(values):  # mean over the slices of a channel
         return np.mean(np.broadcast_to(values, shape), axis=others)

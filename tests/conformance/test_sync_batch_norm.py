@@ -1,0 +1,69 @@
+"""Synchronized BatchNorm (spec/ops/sync_batch_norm.md, DP) run by the engine's own collective on R
+replicas: every replica's output and running statistics against the reference on the concatenated
+global batch, on drawn replica counts, equal, uneven, single-sample and empty shards (as the adapter
+declares, Capabilities.shard_sizes) and every value family, large offsets included."""
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+from normspec.data_parallel import SyncContext, check_replicas_agree, read_replica_stats, run_sync_case, sync_cases
+from normspec.harness import adapter_call
+from normspec.conventions import adapter_momentum
+
+SYNC_DTYPES = ("float32", "float64")
+
+
+def _sync_test(*clauses):
+    """A Hypothesis test of synchronized BatchNorm citing `clauses`."""
+    def mark(test):
+        test = given(data=st.data())(test)
+        for marker in (pytest.mark.ops("sync_batch_norm"), pytest.mark.dtypes(*SYNC_DTYPES),
+                       pytest.mark.clauses(*clauses)):
+            test = marker(test)
+        return test
+    return mark
+
+
+@_sync_test("DP-1", "DP-2", "DP-3", "DP-4", "DP-5", "DP-6", "BN-4.3")
+def test_sync_matches_batch_norm_of_the_global_batch(adapter, op, dtype, device, data):
+    """Two training steps and an evaluation step: each replica's output is its rows of BatchNorm of the
+    global batch (DP-3), the running statistics are identical on every replica and the update from the
+    global statistics with the global count (DP-2, DP-4), within DP-6's bounds."""
+    case = data.draw(sync_cases(adapter, op=op, dtype=dtype), label="case")
+    run_sync_case(adapter, case, device)
+
+
+@_sync_test("DP-5", "DP-2", "DP-4")
+def test_sync_shard_sizes_beyond_equal(adapter, op, dtype, device, data):
+    """Uneven shards, shards of one sample and empty shards (DP-5), as the adapter declares it can
+    express them: the statistics are those of the global batch, never the mean of per-replica means."""
+    if "uneven" not in adapter.capabilities.shard_sizes:
+        pytest.skip(f"not run: {adapter.id} declares it cannot express uneven shards (Capabilities.shard_sizes)")
+    case = data.draw(sync_cases(adapter, op=op, dtype=dtype).filter(lambda c: len(set(c.sizes)) > 1), label="case")
+    run_sync_case(adapter, case, device)
+
+
+@_sync_test("DP-4", "DP-3")
+def test_sync_evaluation_leaves_every_replica_unchanged(adapter, op, dtype, device, data):
+    """An evaluation call on a fresh layer applies BN-3 with the initial statistics on every replica and
+    changes no replica's running statistics (DP-3, DP-4)."""
+    case = data.draw(sync_cases(adapter, op=op, dtype=dtype), label="case")
+    context = SyncContext(adapter.id, case, device)
+    with adapter_call(context, "layer construction", "DP-1"):
+        layer = adapter.sync_batch_norm_layer(
+            replicas=case.replicas, num_features=case.channels, dtype=case.dtype, weight=None, bias=None,
+            running_mean=None, running_var=None, momentum=adapter_momentum(adapter, case.alpha), eps=case.eps,
+            device=device)
+    shards = list(case.steps[0])
+    with adapter_call(context, "call (evaluation)", "DP-3"):
+        outputs = layer(shards, training=False)
+    stats = read_replica_stats(layer, case, context)
+    check_replicas_agree(stats, context, "an evaluation call")
+    for name, value, initial in zip(("running mean", "running variance"), stats[0], (0.0, 1.0)):
+        if not np.array_equal(value, np.full(value.shape, initial)):
+            context.fail("DP-4", f"{name} after an evaluation call", f"is {value.tolist()}, expected the initial "
+                                                                     f"{initial} unchanged (BN-4.3)")
+    for r, (output, shard) in enumerate(zip(outputs, shards)):
+        if np.asarray(output).shape != shard.shape:
+            context.fail("DP-3", f"replica {r} evaluation output", f"has shape {np.asarray(output).shape}, "
+                                                                   f"expected its shard's {shard.shape}")
