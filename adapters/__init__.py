@@ -19,6 +19,8 @@ BUILTIN = {
     "torch-channels-last": "normspec.adapters.torch_modules:TorchChannelsLastAdapter",
     "flax-linen": "normspec.adapters.flax_linen:FlaxLinenAdapter",
     "flax-nnx": "normspec.adapters.flax_nnx:FlaxNnxAdapter",
+    # Synchronized BatchNorm (spec DP) on 8 CPU devices: its own process (XLA_FLAGS, Adapter.environment).
+    "flax-linen-sync": "normspec.adapters.flax_sync:FlaxLinenSyncAdapter",
     "keras": "normspec.adapters.keras_layers:KerasAdapter",
     "keras-jax": "normspec.adapters.keras_jax:KerasJaxAdapter",
     "keras-torch": "normspec.adapters.keras_torch:KerasTorchAdapter",
@@ -66,7 +68,7 @@ def load_adapter(target: str) -> Adapter:
 
 
 def _extra(target: str) -> str:
-    return {"torch-channels-last": "torch", "flax-linen": "jax", "flax-nnx": "jax",
+    return {"torch-channels-last": "torch", "flax-linen": "jax", "flax-nnx": "jax", "flax-linen-sync": "jax",
             "keras": "tensorflow", "tf-nn": "tensorflow", "keras-normalization": "tensorflow",
             "onnx-reference": "onnx", "onnxruntime": "onnx", "equinox-bn-batch": "equinox"}.get(target, target)
 

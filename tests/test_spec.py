@@ -14,7 +14,8 @@ from normspec import clauses, reference
 
 ROOT = Path(__file__).resolve().parent.parent
 OPS_WITH_SECTIONS = {"BN": "batch_norm", "LN": "layer_norm", "GN": "group_norm", "IN": "instance_norm",
-                     "RMS": "rms_norm", "STD": "standard_scaler", "MINMAX": "minmax_scaler"}
+                     "RMS": "rms_norm", "STD": "standard_scaler", "MINMAX": "minmax_scaler",
+                     "DP": "sync_batch_norm"}
 
 
 def test_every_op_and_the_numerics_rules_have_clauses():
@@ -25,7 +26,7 @@ def test_every_op_and_the_numerics_rules_have_clauses():
 def test_every_cited_clause_exists():
     """Every clause ID that code, tests or expectations cite is defined in the spec."""
     cited = set()
-    pattern = re.compile(r"\b((?:GEN|NORM|BN|LN|GN|IN|RMS|NUM|ERR|GRAD|SCALE|STD|MINMAX)-[0-9]+(?:\.[0-9]+)*)\b")
+    pattern = re.compile(r"\b((?:GEN|NORM|BN|LN|GN|IN|RMS|NUM|ERR|GRAD|SCALE|STD|MINMAX|DP)-[0-9]+(?:\.[0-9]+)*)\b")
     for folder in ("src", "reference", "adapters", "tests"):
         for path in (ROOT / folder).rglob("*"):
             if path.suffix in (".py", ".toml") and path.is_file():

@@ -1,0 +1,132 @@
+"""`flax-linen-sync`: synchronized BatchNorm as a Flax user runs it on R devices (spec DP):
+`flax.linen.BatchNorm(axis_name="batch")` applied under `jax.shard_map` over a Mesh of R CPU
+devices, so the statistics are reduced by JAX's own collective (`lax.pmean` inside Flax).
+Checked against flax 0.12.8, jax 0.10.2.
+
+The shards are stacked on a leading replica axis that the mesh splits. shard_map gives every
+device a block of one size, so uneven shards are padded to the longest and the padding is
+excluded with BatchNorm's `mask` argument, the documented Flax way to leave elements out of the
+statistics; equal shards are passed without a mask. The module is Flax's default (channels last,
+use_fast_variance=True, dtype = param_dtype = the input dtype), its fresh batch_stats come from
+its own `init`, and each replica's batch_stats are read back from that replica's block.
+
+JAX makes its CPU devices once per process, from XLA_FLAGS: `environment` asks `normspec check`
+for 8; a process started without it has one device, and device_status says so.
+"""
+from __future__ import annotations
+
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, PartitionSpec as P
+
+from . import _jax_common  # noqa: F401  (jax_enable_x64 for the float64 cases, as the other Flax adapters)
+from .base import Adapter, Capabilities, ReplicatedLayer
+from ._jax_common import FlaxAdapter
+
+_AXIS = "batch"
+_DEVICES = 8
+
+
+def _module(dtype: str, use_scale: bool, use_bias: bool, eps, momentum) -> nn.BatchNorm:
+    dtype = jnp.dtype(dtype)
+    return nn.BatchNorm(axis=-1, axis_name=_AXIS, momentum=momentum, epsilon=eps, dtype=dtype, param_dtype=dtype,
+                        use_scale=use_scale, use_bias=use_bias)
+
+
+@functools.lru_cache(maxsize=None)
+def _init(dtype: str, channels: int, use_scale: bool, use_bias: bool):
+    """The module's own `init` on one device: its fresh batch_stats (BN-4.3)."""
+    def init(eps, momentum):
+        dummy = jnp.zeros((1, channels), jnp.dtype(dtype))
+        module = _module(dtype, use_scale, use_bias, eps, momentum)
+        # axis_name needs a bound axis even in init: a one-device vmap names it.
+        variables = jax.vmap(lambda d: module.init(jax.random.key(0), d, use_running_average=True),
+                             axis_name=_AXIS)(dummy[None])
+        return jax.tree.map(lambda a: a[0], variables["batch_stats"])
+    return jax.jit(init)
+
+
+@functools.lru_cache(maxsize=None)
+def _step(replicas: int, dtype: str, use_scale: bool, use_bias: bool, training: bool, masked: bool):
+    """The jitted shard_map of one BatchNorm call over `replicas` devices: (params, stats, x, mask, eps,
+    momentum) -> (y, stats), x, mask, y and stats with a leading replica axis."""
+    mesh = Mesh(np.array(jax.devices("cpu")[:replicas]), (_AXIS,))
+
+    def per_replica(params, stats, x, mask, eps, momentum):
+        module = _module(dtype, use_scale, use_bias, eps, momentum)
+        variables = {"params": params, "batch_stats": jax.tree.map(lambda a: a[0], stats)}
+        local_mask = mask[0] if masked else None
+        if not training:
+            y, new_stats = module.apply(variables, x[0], use_running_average=True), variables["batch_stats"]
+        else:
+            y, updated = module.apply(variables, x[0], use_running_average=False, mask=local_mask,
+                                      mutable=["batch_stats"])
+            new_stats = updated["batch_stats"]
+        return y[None], jax.tree.map(lambda a: a[None], new_stats)
+
+    sharded = jax.shard_map(per_replica, mesh=mesh, in_specs=(P(), P(_AXIS), P(_AXIS), P(_AXIS), P(), P()),
+                            out_specs=(P(_AXIS), P(_AXIS)))
+    return jax.jit(sharded)
+
+
+class FlaxSyncLayer(ReplicatedLayer):
+    """The parameters and every replica's batch_stats (stacked on the replica axis) between calls."""
+
+    def __init__(self, replicas, dtype, weight, bias, eps, momentum, stats):
+        self._replicas, self._dtype, self._eps, self._momentum = replicas, str(np.dtype(dtype)), eps, momentum
+        params = {"scale": weight, "bias": bias}
+        self._params = {k: np.array(v) for k, v in params.items() if v is not None}
+        self._stats = {k: np.stack([np.asarray(v)] * replicas) for k, v in stats.items()}
+
+    def __call__(self, shards, *, training: bool):
+        if len(shards) != self._replicas:
+            raise ValueError(f"{len(shards)} shards for a layer on {self._replicas} replicas")
+        sizes = [s.shape[0] for s in shards]
+        longest = max(max(sizes), 1)
+        rest = shards[0].shape[1:]
+        x = np.zeros((self._replicas, longest, *rest), shards[0].dtype)
+        mask = np.zeros(x.shape, bool)
+        for r, shard in enumerate(shards):
+            x[r, :sizes[r]], mask[r, :sizes[r]] = shard, True
+        masked = len(set(sizes)) > 1
+        step = _step(self._replicas, self._dtype, "scale" in self._params, "bias" in self._params, bool(training),
+                     masked)
+        y, stats = step(self._params, self._stats, x, mask, self._eps, self._momentum)
+        self._stats = {k: np.asarray(v) for k, v in stats.items()}
+        y = np.asarray(y)
+        return [y[r, :sizes[r]] for r in range(self._replicas)]
+
+    def running_stats(self):
+        return [(self._stats["mean"][r].copy(), self._stats["var"][r].copy()) for r in range(self._replicas)]
+
+
+class FlaxLinenSyncAdapter(Adapter):
+    id = "flax-linen-sync"
+    framework = "flax"
+    compiles_per_shape = True
+    conventions = FlaxAdapter.conventions
+    capabilities = Capabilities(ops=(), dtypes=("float32", "float64"), devices=("cpu",),
+                                data_parallel=("sync_batch_norm",), max_replicas=_DEVICES,
+                                shard_sizes=("uneven", "empty"))
+    environment = {"XLA_FLAGS": f"--xla_force_host_platform_device_count={_DEVICES}"}
+
+    def device_status(self) -> dict:
+        count = len(jax.devices("cpu"))
+        if count >= _DEVICES:
+            return {"cpu": None}
+        return {"cpu": f"cpu: JAX has {count} CPU device(s), {_DEVICES} needed; start the process with "
+                       f"XLA_FLAGS={self.environment['XLA_FLAGS']} (normspec check sets it)"}
+
+    def sync_batch_norm_layer(self, *, replicas, num_features, dtype, weight, bias, running_mean, running_var,
+                              momentum, eps, device):
+        dtype = str(np.dtype(dtype))
+        if running_mean is None or running_var is None:
+            fresh = _init(dtype, int(num_features), weight is not None, bias is not None)(float(eps), float(momentum))
+            stats = {k: np.asarray(v) for k, v in fresh.items()}
+        else:
+            stats = {"mean": running_mean, "var": running_var}
+        return FlaxSyncLayer(replicas, dtype, weight, bias, float(eps), float(momentum), stats)
