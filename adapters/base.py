@@ -78,6 +78,8 @@ class Capabilities:
     # The shard sizes it can express (DP-5): "uneven" (shards of different sizes, one sample
     # included) and "empty" (a shard of no sample); equal shards always.
     shard_sizes: tuple = ("uneven", "empty")
+    # The data-parallel ops whose per-shard VJP (`sync_batch_norm_vjp`, DP-7) is implemented.
+    data_parallel_backward: tuple = ()
 
     def dtypes_for(self, op: str) -> tuple:
         return tuple(self.dtypes_by_op.get(op, self.dtypes))
@@ -175,6 +177,14 @@ class Adapter:
         """A BatchNorm replicated on `replicas` devices of the engine, its statistics reduced by the
         engine's own collective (DP-1 .. DP-5); arguments as batch_norm_layer's, the same on every
         replica."""
+        raise NotImplementedError
+
+    def sync_batch_norm_vjp(self, shards, cotangents, *, weight, bias, eps, device) -> dict:
+        """The VJP (GRAD-1) of one synchronized training call on len(shards) replicas through the
+        engine's own autodiff, replica r given shards[r] and the cotangent cotangents[r] of its output
+        (DP-7): {"x": [dx per replica], "weight": [dgamma per replica], "bias": [dbeta per replica]},
+        each replica's parameter gradients its own (before any cross-replica sum), None lists for an
+        absent parameter. Declare "sync_batch_norm" in capabilities.data_parallel_backward."""
         raise NotImplementedError
 
 

@@ -73,6 +73,47 @@ def _step(replicas: int, dtype: str, use_scale: bool, use_bias: bool, training: 
     return jax.jit(sharded)
 
 
+@functools.lru_cache(maxsize=None)
+def _vjp_step(replicas: int, dtype: str, use_scale: bool, use_bias: bool, masked: bool):
+    """The jitted shard_map of jax.vjp of one training call on every replica: (params, stats, x, mask, dy,
+    eps) -> (dx, dparams), dparams each replica's own; JAX transposes Flax's collective."""
+    mesh = Mesh(np.array(jax.devices("cpu")[:replicas]), (_AXIS,))
+
+    def per_replica(params, stats, x, mask, dy, eps):
+        params = jax.tree.map(lambda a: a[0], params)
+        module = _module(dtype, use_scale, use_bias, eps, _VJP_MOMENTUM)
+        batch_stats = jax.tree.map(lambda a: a[0], stats)
+        local_mask = mask[0] if masked else None
+
+        def output(params, x):
+            return module.apply({"params": params, "batch_stats": batch_stats}, x, use_running_average=False,
+                                mask=local_mask, mutable=["batch_stats"])[0]
+
+        _, pullback = jax.vjp(output, params, x[0])
+        dparams, dx = pullback(dy[0])
+        return dx[None], jax.tree.map(lambda a: a[None], dparams)
+
+    # The parameters are stacked per replica, as pmap users replicate them: each replica's gradient is then its
+    # own contribution (a replicated P() input would get the cross-replica sum on every replica).
+    sharded = jax.shard_map(per_replica, mesh=mesh, in_specs=(P(_AXIS),) * 5 + (P(),),
+                            out_specs=(P(_AXIS), P(_AXIS)))
+    return jax.jit(sharded)
+
+
+# The momentum of a backward call: it weights only the running update, which the VJP discards.
+_VJP_MOMENTUM = 0.99
+
+
+def _padded(shards, replicas):
+    """The shards stacked on the replica axis, padded to the longest, and the mask of real elements."""
+    sizes = [s.shape[0] for s in shards]
+    x = np.zeros((replicas, max(max(sizes), 1), *shards[0].shape[1:]), shards[0].dtype)
+    mask = np.zeros(x.shape, bool)
+    for r, shard in enumerate(shards):
+        x[r, :sizes[r]], mask[r, :sizes[r]] = shard, True
+    return x, mask, sizes
+
+
 class FlaxSyncLayer(ReplicatedLayer):
     """The parameters and every replica's batch_stats (stacked on the replica axis) between calls."""
 
@@ -85,13 +126,7 @@ class FlaxSyncLayer(ReplicatedLayer):
     def __call__(self, shards, *, training: bool):
         if len(shards) != self._replicas:
             raise ValueError(f"{len(shards)} shards for a layer on {self._replicas} replicas")
-        sizes = [s.shape[0] for s in shards]
-        longest = max(max(sizes), 1)
-        rest = shards[0].shape[1:]
-        x = np.zeros((self._replicas, longest, *rest), shards[0].dtype)
-        mask = np.zeros(x.shape, bool)
-        for r, shard in enumerate(shards):
-            x[r, :sizes[r]], mask[r, :sizes[r]] = shard, True
+        x, mask, sizes = _padded(shards, self._replicas)
         masked = len(set(sizes)) > 1
         step = _step(self._replicas, self._dtype, "scale" in self._params, "bias" in self._params, bool(training),
                      masked)
@@ -110,7 +145,8 @@ class FlaxLinenSyncAdapter(Adapter):
     compiles_per_shape = True
     conventions = FlaxAdapter.conventions
     capabilities = Capabilities(ops=(), dtypes=("float32", "float64"), devices=("cpu",),
-                                data_parallel=("sync_batch_norm",), max_replicas=_DEVICES,
+                                data_parallel=("sync_batch_norm",), data_parallel_backward=("sync_batch_norm",),
+                                max_replicas=_DEVICES,
                                 shard_sizes=("uneven", "empty"))
     environment = {"XLA_FLAGS": f"--xla_force_host_platform_device_count={_DEVICES}"}
 
@@ -130,3 +166,18 @@ class FlaxLinenSyncAdapter(Adapter):
         else:
             stats = {"mean": running_mean, "var": running_var}
         return FlaxSyncLayer(replicas, dtype, weight, bias, float(eps), float(momentum), stats)
+
+    def sync_batch_norm_vjp(self, shards, cotangents, *, weight, bias, eps, device):
+        replicas, dtype = len(shards), str(shards[0].dtype)
+        channels = shards[0].shape[-1]
+        stats = {k: np.stack([np.asarray(v)] * replicas)
+                 for k, v in _init(dtype, channels, weight is not None, bias is not None)(float(eps), _VJP_MOMENTUM).items()}
+        params = {k: np.stack([v] * replicas) for k, v in {"scale": weight, "bias": bias}.items() if v is not None}
+        x, mask, sizes = _padded(shards, replicas)
+        dy, _, _ = _padded(cotangents, replicas)
+        step = _vjp_step(replicas, dtype, weight is not None, bias is not None, len(set(sizes)) > 1)
+        dx, dparams = step(params, stats, x, mask, dy, float(eps))
+        dx = np.asarray(dx)
+        per_replica = {name: None if key not in dparams else [np.asarray(dparams[key][r]) for r in range(replicas)]
+                       for name, key in (("weight", "scale"), ("bias", "bias"))}
+        return {"x": [dx[r, :sizes[r]] for r in range(replicas)], **per_replica}

@@ -78,7 +78,7 @@ class NumpyReferenceAdapter(FunctionalAdapter):
                               default_eps={op: 1e-5 for op in OP_NAMES})
     capabilities = Capabilities(cumulative_average=True, instance_norm_running_stats=True, backward_ops=OP_NAMES,
                                 scalers=SCALER_NAMES, given_statistics=("standard_scaler",),
-                                data_parallel=("sync_batch_norm",))
+                                data_parallel=("sync_batch_norm",), data_parallel_backward=("sync_batch_norm",))
 
     def standard_scaler_given(self, *, mean, std, device):
         return GivenStatisticsScaler(mean, std)
@@ -100,6 +100,14 @@ class NumpyReferenceAdapter(FunctionalAdapter):
         if running_mean is None:  # BN-4.3, in the layer's dtype
             running_mean, running_var = np.zeros(num_features, dtype), np.ones(num_features, dtype)
         return ReferenceReplicatedLayer(replicas, weight, bias, running_mean, running_var, momentum, eps)
+
+    def sync_batch_norm_vjp(self, shards, cotangents, *, weight, bias, eps, device):
+        gradient = reference.sync_batch_norm_vjp(shards, cotangents, weight, bias, training=True, eps=eps)
+        # The global parameter gradients held by replica 0, zeros elsewhere: their sum is the global one (DP-7).
+        return {"x": gradient["x"],
+                **{name: None if gradient[name] is None else
+                   [gradient[name]] + [np.zeros_like(gradient[name])] * (len(shards) - 1)
+                   for name in ("weight", "bias")}}
 
     def layer_norm(self, x, *, normalized_shape, weight, bias, eps, device):
         return reference.layer_norm(x, normalized_shape, weight, bias, eps=eps)

@@ -101,16 +101,17 @@ def sync_cases(draw, adapter, *, op: str, dtype: str, families=SYNC_FAMILIES):
 class SyncContext(Context):
     """A Context whose reproduction runs the case's steps on the adapter's replicated layer."""
 
-    def __init__(self, adapter_id: str, case: SyncCase, device: str):
+    def __init__(self, adapter_id: str, case: SyncCase, device: str, cotangents: list | None = None):
         super().__init__(adapter_id, case.op, case.dtype, device, case.global_shape)
-        self.sync_case = case
+        self.sync_case, self.cotangents = case, cotangents
 
     def header(self, what: str) -> str:
         return f"{super().header(what)}, {self.sync_case.replicas} replicas with shard sizes {self.sync_case.sizes}"
 
     def fail(self, clause: str, what: str, detail: str, worst: tuple | None = None):
-        raise NonConformance(clause, f"{self.header(what)}\n  {detail}", self, worst,
-                             reproduce=reproduction(self.adapter, self.sync_case, self.device))
+        reproduce = (reproduction(self.adapter, self.sync_case, self.device) if self.cotangents is None
+                     else vjp_reproduction(self.adapter, self.sync_case, self.cotangents, self.device))
+        raise NonConformance(clause, f"{self.header(what)}\n  {detail}", self, worst, reproduce=reproduce)
 
 
 def _array(a) -> str:
@@ -146,6 +147,28 @@ def reproduction(adapter_id: str, case: SyncCase, device: str) -> str:
             "    print('exact outputs:', ref.outputs)\n"
             "    print('exact running statistics:', ref.running_mean, ref.running_var)\n"
             "    mean, var, k = ref.running_mean, ref.running_var, ref.num_batches_tracked")
+
+
+def vjp_reproduction(adapter_id: str, case: SyncCase, cotangents: list, device: str) -> str:
+    """Python that runs the adapter's per-shard VJP of the case's first shards and prints it beside the
+    reference's (inline for small cases, else the check command)."""
+    from normspec.adapters import LOADED
+    target = LOADED.get(adapter_id, adapter_id)
+    shards = case.steps[0]
+    if 2 * sum(shard.size for shard in shards) > 256:
+        return (f"normspec check {target} --ops {case.op} --dtypes {case.dtype} --devices {device}"
+                f"  # failing case: seed {case.seed}, family {case.family}, shard sizes {case.sizes}")
+    weight = "None" if case.weight is None else _array(case.weight)
+    bias = "None" if case.bias is None else _array(case.bias)
+    return ("import numpy as np\nfrom normspec import reference\nfrom normspec.adapters import load_adapter\n"
+            f"adapter = load_adapter({target!r})\n"
+            f"shards = [{', '.join(_array(s) for s in shards)}]\n"
+            f"cotangents = [{', '.join(_array(c) for c in cotangents)}]\n"
+            f"weight, bias = {weight}, {bias}\n"
+            f"print(adapter.sync_batch_norm_vjp(shards, cotangents, weight=weight, bias=bias, eps={case.eps!r}, "
+            f"device={device!r}))\n"
+            f"print(reference.sync_batch_norm_vjp(shards, cotangents, weight, bias, training=True, eps={case.eps!r}, "
+            f"channel_axis={case.channel_axis}, exact=True))")
 
 
 def _affine(case: SyncCase, ndim: int):
@@ -247,3 +270,47 @@ def check_global_update(case: SyncCase, training: bool, old, new, result, steps,
                                         batch_error=error, input_dtype=dtype)
         assert_within(after, expected, bound, clause="DP-4", context=context,
                       what=f"{name} after {label} (global statistics, DP-2)", dtype=dtype)
+
+
+def run_sync_vjp(adapter, case: SyncCase, cotangents: list, device: str) -> None:
+    """DP-7: the adapter's per-shard VJP of a training call on the case's first shards: every replica's
+    input gradient is its rows of the global batch's GRAD-3 gradient, and the replicas' parameter
+    gradients sum to the global GRAD-2 ones, within GRAD-6 with DP-6's budget."""
+    row = DATA_PARALLEL[case.op]
+    context = SyncContext(adapter.id, case, device, cotangents)
+    dtype = numpy_dtype(case.dtype)
+    shards = list(case.steps[0])
+    given = {**{f"shard {r}": s for r, s in enumerate(shards)}, **{f"cotangent {r}": c for r, c in enumerate(cotangents)}}
+    with adapter_call(context, "sync_batch_norm_vjp", "DP-7", unchanged=given):
+        observed = adapter.sync_batch_norm_vjp(shards, cotangents, weight=case.weight, bias=case.bias, eps=case.eps,
+                                               device=device)
+    if not isinstance(observed, dict) or len(observed.get("x") or ()) != case.replicas:
+        context.fail("DP-7", "vjp", f"returned {type(observed).__name__}; expected a dict whose 'x' lists one input "
+                                    f"gradient per replica ({case.replicas})")
+    dx = [check_array(g, shape=s.shape, dtype=dtype, context=context, what=f"replica {r} input gradient",
+                      shape_clause="GRAD-1", dtype_clause="GRAD-8.2").astype(np.float64)
+          for r, (g, s) in enumerate(zip(observed["x"], shards))]
+    kwargs = dict(training=True, eps=case.eps, channel_axis=case.channel_axis)
+    _, steps = row.reference(shards, case.weight, case.bias, exact=True, return_steps=True, momentum=0.1, **kwargs)
+    gradient = row.vjp(shards, cotangents, case.weight, case.bias, exact=True, **kwargs)
+    dy = np.concatenate(cotangents, axis=0).astype(np.float64)
+    exact = {**gradient, "x": np.concatenate(gradient["x"], axis=0)}
+    weight, _ = _affine(case, dy.ndim)
+    ids = np.indices(dy.shape)[case.channel_axis]  # BatchNorm's slice of each element: its channel
+    bounds = tolerance.vjp_bounds(steps, dy, weight, exact, slice_ids=ids, parameter_axes=(case.channel_axis,),
+                                  input_dtype=dtype, replicas=case.replicas)
+    assert_within(np.concatenate(dx, axis=0), exact["x"], bounds["x"], clause="DP-7", context=context,
+                  what="input gradients of all replicas, concatenated", dtype=dtype)
+    for name, given_parameter in (("weight", case.weight), ("bias", case.bias)):
+        per_replica = observed.get(name)
+        if given_parameter is None:
+            if per_replica is not None and any(g is not None for g in per_replica):
+                context.fail("GRAD-7.2", f"{name} gradient", "returned one for an absent parameter")
+            continue
+        if per_replica is None or len(per_replica) != case.replicas:
+            context.fail("DP-7", f"{name} gradients", f"expected one per replica ({case.replicas})")
+        gradients = [check_array(g, shape=(case.channels,), dtype=dtype, context=context,
+                                 what=f"replica {r} {name} gradient", shape_clause="GRAD-1",
+                                 dtype_clause="GRAD-8.2").astype(np.float64) for r, g in enumerate(per_replica)]
+        assert_within(sum(gradients), exact[name], bounds[name] + tolerance.replica_sum_rounding(gradients, dtype),
+                      clause="DP-7", context=context, what=f"{name} gradients summed over the replicas", dtype=dtype)

@@ -180,7 +180,7 @@ def _weighted_cotangent(dy, weight) -> np.ndarray:
 
 
 def vjp_bounds(steps: Steps, dy, weight, gradient: dict, *, slice_ids, parameter_axes: tuple, input_dtype,
-               weight_dtype=None, bias_dtype=None, frozen: bool = False) -> dict:
+               weight_dtype=None, bias_dtype=None, frozen: bool = False, replicas: int | None = None) -> dict:
     """GRAD-6: the largest error allowed for each element of dx, dgamma and dbeta.
 
     `steps` are the reference's float64 Steps in the input layout (return_steps=True,
@@ -189,13 +189,14 @@ def vjp_bounds(steps: Steps, dy, weight, gradient: dict, *, slice_ids, parameter
     numbers each element's forward slice; the parameters span `parameter_axes` of x.
     `frozen` selects GRAD-6.2 (evaluation with running statistics). Returns the bounds
     as {"x": shape of x, "weight", "bias": parameter shape}; the parameter dtypes
-    default to the input's.
+    default to the input's. With `replicas` R, the steps are those of the global batch of R
+    replicas and epsilon_stat is DP-6's (DP-7).
     """
     u = compute_roundoff(input_dtype)
     n = steps.reduction_length
-    eps_n = statistics_error(n, u)
+    eps_n = statistics_error(n, u, replicas)
     r, kappa, x_hat = steps.inverse_std, steps.conditioning, np.abs(steps.normalized)
-    error_x_hat = normalized_error(steps, input_dtype=input_dtype)  # NUM-1.1
+    error_x_hat = normalized_error(steps, input_dtype=input_dtype, replicas=replicas)  # NUM-1.1
     g = np.abs(_weighted_cotangent(dy, weight))
     with np.errstate(invalid="ignore", over="ignore"):
         if frozen:  # GRAD-6.2
@@ -217,6 +218,13 @@ def vjp_bounds(steps: Steps, dy, weight, gradient: dict, *, slice_ids, parameter
         bounds["bias"] = ((m + 2) * u * _parameter_sums(dy, parameter_axes)
                           + _rounding(gradient.get("bias"), bias_dtype or input_dtype))
     return bounds
+
+
+def replica_sum_rounding(per_replica: list, dtype) -> np.ndarray:
+    """DP-7: the rounding of each of R per-replica parameter gradients to `dtype` before their sum,
+    sum_r (u_out |g_r| + tau_out / 2), added to GRAD-6.3's bound of the sum."""
+    return sum(unit_roundoff(dtype) * np.abs(np.asarray(g, dtype=np.float64)) + half_rounded_up(smallest_subnormal(dtype))
+               for g in per_replica)
 
 
 def _rounding(exact, dtype):

@@ -6,7 +6,10 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from normspec.data_parallel import SyncContext, check_replicas_agree, read_replica_stats, run_sync_case, sync_cases
+from normspec.data_parallel import (SyncContext, check_replicas_agree, read_replica_stats, run_sync_case, run_sync_vjp,
+                                    sync_cases)
+from normspec.dtypes import numpy_dtype
+from normspec.strategies import COTANGENTS, cotangent
 from normspec.harness import adapter_call
 from normspec.conventions import adapter_momentum
 
@@ -67,3 +70,15 @@ def test_sync_evaluation_leaves_every_replica_unchanged(adapter, op, dtype, devi
         if np.asarray(output).shape != shard.shape:
             context.fail("DP-3", f"replica {r} evaluation output", f"has shape {np.asarray(output).shape}, "
                                                                    f"expected its shard's {shard.shape}")
+
+
+@pytest.mark.requires("data_parallel_backward")
+@_sync_test("DP-7", "GRAD-1")
+def test_sync_vjp_is_the_global_vjp_per_shard(adapter, op, dtype, device, data):
+    """DP-7: each replica's input gradient is its rows of the global batch's BatchNorm VJP (with the
+    concatenated cotangents), and the replicas' parameter gradients sum to the global ones."""
+    case = data.draw(sync_cases(adapter, op=op, dtype=dtype), label="case")
+    rng = np.random.default_rng(case.seed)
+    kind = data.draw(st.sampled_from(COTANGENTS), label="cotangent")
+    cotangents = [cotangent(rng, kind, shard.shape, numpy_dtype(dtype)) for shard in case.steps[0]]
+    run_sync_vjp(adapter, case, cotangents, device)
