@@ -52,6 +52,31 @@ def forward_calls(adapter, seed, eps, momentum) -> dict:
     if "batch_norm" in layers:
         outputs["batch_norm running mean"], outputs["batch_norm running var"] = layers["batch_norm"].running_stats()
     outputs.update(scaler_calls(adapter, seed, with_options=momentum < 0.5))
+    outputs.update(sync_calls(adapter, seed, eps=eps, momentum=momentum))
+    return outputs
+
+
+def sync_calls(adapter, seed, *, eps, momentum) -> dict:
+    """Synchronized BatchNorm (spec DP) on 2 replicas with uneven shards: two training steps, evaluation,
+    every replica's running statistics and the per-shard VJP; none where the engine lacks the devices."""
+    if "sync_batch_norm" not in adapter.capabilities.data_parallel or adapter.device_status().get("cpu"):
+        return {}
+    x, weight, bias = inputs(seed)
+    shards = [x[:3], x[3:]]
+    layer = adapter.sync_batch_norm_layer(replicas=2, num_features=6, dtype="float32", weight=weight, bias=bias,
+                                          running_mean=None, running_var=None, momentum=momentum, eps=eps,
+                                          device="cpu")
+    outputs = {}
+    for label, step, training in (("training step 1", shards, True), ("training step 2", shards[::-1], True),
+                                  ("evaluation", shards, False)):
+        outputs.update({f"sync {label} replica {r}": y for r, y in enumerate(layer(step, training=training))})
+    for r, (mean, var) in enumerate(layer.running_stats()):
+        outputs[f"sync running mean replica {r}"], outputs[f"sync running var replica {r}"] = mean, var
+    if "sync_batch_norm" in adapter.capabilities.data_parallel_backward:
+        gradient = adapter.sync_batch_norm_vjp(shards, [s[::-1] for s in shards], weight=weight, bias=bias, eps=eps,
+                                               device="cpu")
+        outputs.update({f"sync vjp {name} replica {r}": g for name, values in gradient.items()
+                        for r, g in enumerate(values or ())})
     return outputs
 
 
