@@ -33,7 +33,7 @@ def test_the_zoo_is_declared():
         assert cls.caught_by and set(cls.caught_by) <= known, f"{cls.id}: {sorted(set(cls.caught_by) - known)}"
         assert set(cls.capabilities.ops) <= set(cls.base.capabilities.ops)
     assert {cls.id for cls in CORRECT} == {"zoo-twopass", "zoo-kahan", "zoo-welford", "zoo-fused", "zoo-lerp-update",
-                                           "zoo-streaming-scaler"}
+                                           "zoo-streaming-scaler", "zoo-sync-merge"}
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,8 @@ violates and the clauses a failure may cite (`caught_by`). The themes:
     mutants_backward  the backward pass: GRAD-3/4/5 paths, parameter sums, GRAD-7, GRAD-8.1
     scalers           the fitted scalers: variance estimator and algorithm, chunk merging,
                       feature range, constant features (and their correct streaming kernel)
+    data_parallel     synchronized BatchNorm: the merge of per-replica statistics, the global
+                      count, replicas' running statistics (and their correct merging kernel)
 
     python -m normspec.zoo kill           the kill matrix of the ci profile
     python -m normspec.zoo false-alarms   correct implementations under many seeds
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import inspect
 
-from . import mutants_backward, mutants_layout, mutants_numerics, mutants_state, scalers
+from . import data_parallel, mutants_backward, mutants_layout, mutants_numerics, mutants_state, scalers
 from ._base import NUMERIC, Mutant
 from .correct import CORRECT
 
@@ -31,7 +33,8 @@ def _declared(module) -> list:
     return sorted(found, key=lambda cls: inspect.getsourcelines(cls)[1])
 
 
-MUTANTS = tuple(cls for module in (mutants_numerics, mutants_layout, mutants_state, mutants_backward, scalers)
+MUTANTS = tuple(cls for module in (mutants_numerics, mutants_layout, mutants_state, mutants_backward, scalers,
+                                   data_parallel)
                 for cls in _declared(module))
 
 

@@ -28,11 +28,12 @@ CORRECT_TARGETS = {
     "zoo-fused": "normspec.zoo.correct:FusedKernel",
     "zoo-lerp-update": "normspec.zoo.correct:LerpUpdateKernel",
     "zoo-streaming-scaler": "normspec.zoo.scalers:StreamingScalerKernel",
+    "zoo-sync-merge": "normspec.zoo.data_parallel:MergingSyncKernel",
     # correct by the spec's notes, flagged by the suite (see normspec.zoo.correct):
     "zoo-plain-twopass": "normspec.zoo.correct:PlainTwoPassKernel",
     "zoo-welford": "normspec.zoo.correct:WelfordKernel",
 }
-DEFAULT_CORRECT = ("numpy", "zoo-twopass", "zoo-kahan", "zoo-streaming-scaler")
+DEFAULT_CORRECT = ("numpy", "zoo-twopass", "zoo-kahan", "zoo-streaming-scaler", "zoo-sync-merge")
 # The sweep also takes the built-in adapters: a failure their expectations file lists is expected
 # (a recorded disagreement of the framework), any other is unexpected.
 SWEEP_TARGETS = {**CORRECT_TARGETS, **BUILTIN}

@@ -11,7 +11,9 @@ Welford's updating algorithm, the way GPU kernels compute statistics. `FusedKern
 fused kernels do. `LerpUpdateKernel` ("zoo-lerp-update") is the
 two-pass kernel with the running update in the increment form s + alpha (b - s), which
 BN-4.1 admits since spec 0.5.0. `StreamingScalerKernel` ("zoo-streaming-scaler", in
-normspec.zoo.scalers) fits the scalers chunk by chunk in the data's dtype. `CORRECT` lists these six.
+normspec.zoo.scalers) fits the scalers chunk by chunk in the data's dtype. `MergingSyncKernel`
+("zoo-sync-merge", in normspec.zoo.data_parallel) merges replicas' partial statistics for
+synchronized BatchNorm. `CORRECT` lists these seven.
 
 `PlainTwoPassKernel` is correct by the spec's own notes and was once flagged by the suite,
 a defect of the spec's error model since fixed (docs/zoo.md); it stays as the
@@ -172,5 +174,7 @@ class LerpUpdateKernel(TwoPassKernel):
 
 
 from .scalers import StreamingScalerKernel  # noqa: E402  (after the kernels above, as the module reads)
+from .data_parallel import MergingSyncKernel  # noqa: E402
 
-CORRECT = (TwoPassKernel, KahanKernel, WelfordKernel, FusedKernel, LerpUpdateKernel, StreamingScalerKernel)
+CORRECT = (TwoPassKernel, KahanKernel, WelfordKernel, FusedKernel, LerpUpdateKernel, StreamingScalerKernel,
+           MergingSyncKernel)

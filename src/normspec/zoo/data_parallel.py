@@ -1,0 +1,184 @@
+"""Synchronized BatchNorm in the zoo (spec DP): `MergingSyncKernel` ("zoo-sync-merge"), a correct
+implementation written without normspec.reference, and the mutants of it that the suite must kill.
+
+The kernel stands in for R replicas in one NumPy process: each replica reduces its shard to partial
+statistics (count, mean, sum of squared deviations by two passes, in the data's dtype), the partials
+are merged in replica order by the pairwise update of Chan, Golub and LeVeque (an empty shard, count
+0, is left out), every replica normalizes its shard with the merged statistics, and each replica
+keeps and updates its own copy of the running statistics (BN-4.1's weighted form, the unbiased
+estimator with the global count). It is a model of the arithmetic an engine's collective performs,
+for the kill matrix; the adapters of real engines use the engines' own collectives.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from normspec.adapters import Capabilities, Conventions, ReplicatedLayer
+
+from ._base import Mutant
+from .kernel import TwoPassKernel
+
+_SYNC = Capabilities(ops=(), dtypes=("float32", "float64"), data_parallel=("sync_batch_norm",))
+
+
+def _channel_rows(shard: np.ndarray) -> np.ndarray:
+    """(C, m_r * spatial): each channel's values of one shard, channels at axis 1."""
+    return np.moveaxis(shard, 1, 0).reshape(shard.shape[1], -1)
+
+
+class ZooSyncLayer(ReplicatedLayer):
+    """R replicas' running statistics (one copy each) and the kernel's steps."""
+
+    def __init__(self, kernel, replicas, weight, bias, running_mean, running_var, momentum, eps):
+        self.kernel, self.replicas, self.weight, self.bias = kernel, replicas, weight, bias
+        self.momentum, self.eps = momentum, eps
+        self.state = [(running_mean.copy(), running_var.copy()) for _ in range(replicas)]
+
+    def __call__(self, shards, *, training):
+        dtype = shards[0].dtype
+        shape = [1] * shards[0].ndim
+        shape[1] = -1
+        with np.errstate(all="ignore"):
+            if training:
+                partials = [self.kernel.partial(_channel_rows(s)) for s in shards]
+                count, mean, m2 = self.kernel.combine(partials)
+                variance = self.kernel.variance(count, mean, m2)
+                if float(count[0]) < 2:
+                    raise ValueError("BN-5.2: fewer than 2 values per channel in the global batch")
+                self.state = [self.kernel.update(r, self.state[r], partials[r], count, mean, variance, self.momentum)
+                              for r in range(self.replicas)]
+            else:
+                mean, variance = self.state[0]
+            inverse = (dtype.type(1) / np.sqrt(variance + dtype.type(self.eps))).astype(dtype)
+            outputs = []
+            for shard in shards:
+                y = (shard - mean.reshape(shape)) * inverse.reshape(shape)
+                if self.weight is not None:
+                    y = y * self.weight.reshape(shape)
+                if self.bias is not None:
+                    y = y + self.bias.reshape(shape)
+                outputs.append(y.astype(dtype))
+        return outputs
+
+    def running_stats(self):
+        return [(mean.copy(), var.copy()) for mean, var in self.state]
+
+
+class MergingSyncKernel(TwoPassKernel):
+    """A correct synchronized BatchNorm: two-pass partials per replica merged by Chan, Golub and
+    LeVeque in the data's dtype, the unbiased estimator with the global count."""
+
+    id = "zoo-sync-merge"
+    conventions = Conventions(channel_axis=1, momentum_weights="new_batch", running_var_estimator="unbiased")
+    capabilities = _SYNC
+
+    def sync_batch_norm_layer(self, *, replicas, num_features, dtype, weight, bias, running_mean, running_var,
+                              momentum, eps, device):
+        dtype = np.dtype(dtype)
+        if running_mean is None:  # BN-4.3
+            running_mean, running_var = np.zeros(num_features, dtype), np.ones(num_features, dtype)
+        if momentum is None:
+            raise NotImplementedError("the zoo's synchronized BatchNorm has no cumulative average (BN-4.2)")
+        return ZooSyncLayer(self, replicas, weight, bias, running_mean, running_var, momentum, eps)
+
+    # ------------------------------------------------------------------ the steps mutants override
+
+    def partial(self, rows: np.ndarray) -> tuple:
+        """count, mean and sum of squared deviations of each channel's values on one replica."""
+        dtype = rows.dtype
+        count = np.full(rows.shape[0], rows.shape[1], dtype)
+        mean = rows.sum(axis=1) / np.maximum(count, dtype.type(1))
+        centred = rows - mean[:, None]
+        return count, mean, (centred * centred).sum(axis=1)
+
+    def combine(self, partials: list) -> tuple:
+        """Chan, Golub and LeVeque over the replicas in order: mean_a + delta n_b / n and
+        M2_a + M2_b + delta^2 n_a n_b / n; an empty replica is left out."""
+        merged = None
+        for part in partials:
+            if float(part[0][0]) == 0:
+                continue
+            if merged is None:
+                merged = part
+                continue
+            (na, ma, sa), (nb, mb, sb) = merged, part
+            n = na + nb
+            delta = mb - ma
+            merged = (n, ma + delta * (nb / n), sa + sb + delta * delta * (na * nb / n))
+        return merged
+
+    def variance(self, count, mean, m2):
+        """The biased variance of the global batch (NORM-3)."""
+        return m2 / count
+
+    def estimator_factor(self, count, local_count):
+        """BN-4.4's unbiased factor with the global count (DP-2)."""
+        return count / (count - count.dtype.type(1))
+
+    def update(self, replica: int, state: tuple, local: tuple, count, mean, variance, momentum) -> tuple:
+        """One replica's BN-4.1 update from the global statistics."""
+        old_mean, old_var = state
+        dtype = old_mean.dtype
+        alpha = dtype.type(momentum)
+        estimate = variance * self.estimator_factor(count, local[0])
+        return (((1 - alpha) * old_mean + alpha * mean).astype(dtype),
+                ((1 - alpha) * old_var + alpha * estimate).astype(dtype))
+
+
+class SyncMutant(Mutant, MergingSyncKernel):
+    """A synchronized BatchNorm mutant: the merging kernel with one bug."""
+
+    base = MergingSyncKernel
+    capabilities = _SYNC
+
+
+class MeanOfReplicaMeans(SyncMutant):
+    """Takes the global mean as the unweighted mean of the non-empty replicas' means (flax #2417)."""
+    id, violates = "mutant-sync-mean-of-replica-means", "DP-2"
+    caught_by = frozenset({"DP-3", "DP-4"})
+
+    def combine(self, partials):
+        count, _, m2 = super().combine(partials)
+        means = [p[1] for p in partials if float(p[0][0]) > 0]
+        return count, sum(means) / count.dtype.type(len(means)), m2
+
+
+class LocalCountBessel(SyncMutant):
+    """Each replica's running variance uses Bessel's correction with its own count m_r / (m_r - 1)."""
+    id, violates = "mutant-sync-local-count-bessel", "DP-2"
+    caught_by = frozenset({"DP-4"})
+
+    def estimator_factor(self, count, local_count):
+        return local_count / (local_count - local_count.dtype.type(1))
+
+
+class SumsOfSquaresMerge(SyncMutant):
+    """Merges per-replica sums of x and of x^2 and takes the variance as mean(x^2) - mean(x)^2."""
+    id, violates = "mutant-sync-sums-of-squares-merge", "DP-6"
+    caught_by = frozenset({"DP-3", "DP-4"})
+
+    def partial(self, rows):
+        count, mean, _ = super().partial(rows)
+        return count, rows.sum(axis=1), (rows * rows).sum(axis=1)  # sums, not a mean and deviations
+
+    def combine(self, partials):
+        count = sum(p[0] for p in partials)
+        total, squares = sum(p[1] for p in partials), sum(p[2] for p in partials)
+        return count, total / count, squares
+
+    def variance(self, count, mean, m2):
+        return m2 / count - mean * mean
+
+
+class ReplicasKeepLocalMeans(SyncMutant):
+    """Normalizes with the global statistics but updates each replica's running mean from its own
+    shard's mean, so the replicas' running statistics drift apart."""
+    id, violates = "mutant-sync-replicas-diverge", "DP-4"
+    caught_by = frozenset({"DP-4"})
+
+    def update(self, replica, state, local, count, mean, variance, momentum):
+        local_mean = np.where(local[0] > 0, local[1], mean)
+        return super().update(replica, state, local, count, local_mean, variance, momentum)
+
+
+SYNC_MUTANTS = (MeanOfReplicaMeans, LocalCountBessel, SumsOfSquaresMerge, ReplicasKeepLocalMeans)
