@@ -29,6 +29,8 @@ BUILTIN = {
     "onnxruntime": "normspec.adapters.onnx_runtime:OnnxRuntimeAdapter",
     "equinox": "normspec.adapters.equinox_nn:EquinoxAdapter",
     "equinox-bn-batch": "normspec.adapters.equinox_nn:EquinoxBatchModeAdapter",
+    # Synchronized BatchNorm (spec DP) on 8 CPU devices, as flax-linen-sync.
+    "equinox-sync": "normspec.adapters.equinox_sync:EquinoxSyncAdapter",
     "sklearn": "normspec.adapters.sklearn_scalers:SklearnAdapter",
     "keras-normalization": "normspec.adapters.keras_normalization:KerasNormalizationAdapter",
     # Apply only (SCALE-9). PyPI's torchvision does not import beside torch 2.13.0: checked with 2.14.1 + 0.29.1.
@@ -70,7 +72,7 @@ def load_adapter(target: str) -> Adapter:
 def _extra(target: str) -> str:
     return {"torch-channels-last": "torch", "flax-linen": "jax", "flax-nnx": "jax", "flax-linen-sync": "jax",
             "keras": "tensorflow", "tf-nn": "tensorflow", "keras-normalization": "tensorflow",
-            "onnx-reference": "onnx", "onnxruntime": "onnx", "equinox-bn-batch": "equinox"}.get(target, target)
+            "onnx-reference": "onnx", "onnxruntime": "onnx", "equinox-bn-batch": "equinox", "equinox-sync": "equinox"}.get(target, target)
 
 
 __all__ = ["Adapter", "FunctionalAdapter", "Capabilities", "Conventions", "Layer", "FunctionalLayer", "ReplicatedLayer", "Scaler", "BUILTIN",

@@ -57,12 +57,12 @@ def forward_calls(adapter, seed, eps, momentum) -> dict:
 
 
 def sync_calls(adapter, seed, *, eps, momentum) -> dict:
-    """Synchronized BatchNorm (spec DP) on 2 replicas with uneven shards: two training steps, evaluation,
+    """Synchronized BatchNorm (spec DP) on 2 replicas, uneven shards where declared: two training steps, evaluation,
     every replica's running statistics and the per-shard VJP; none where the engine lacks the devices."""
     if "sync_batch_norm" not in adapter.capabilities.data_parallel or adapter.device_status().get("cpu"):
         return {}
     x, weight, bias = inputs(seed)
-    shards = [x[:3], x[3:]]
+    shards = [x[:3], x[3:]] if "uneven" in adapter.capabilities.shard_sizes else [x[:2], x[2:]]
     layer = adapter.sync_batch_norm_layer(replicas=2, num_features=6, dtype="float32", weight=weight, bias=bias,
                                           running_mean=None, running_var=None, momentum=momentum, eps=eps,
                                           device="cpu")
