@@ -21,6 +21,7 @@ BUILTIN = {
     "flax-nnx": "normspec.adapters.flax_nnx:FlaxNnxAdapter",
     # Synchronized BatchNorm (spec DP) on 8 CPU devices: its own process (XLA_FLAGS, Adapter.environment).
     "flax-linen-sync": "normspec.adapters.flax_sync:FlaxLinenSyncAdapter",
+    "flax-nnx-sync": "normspec.adapters.flax_nnx_sync:FlaxNnxSyncAdapter",
     "keras": "normspec.adapters.keras_layers:KerasAdapter",
     "keras-jax": "normspec.adapters.keras_jax:KerasJaxAdapter",
     "keras-torch": "normspec.adapters.keras_torch:KerasTorchAdapter",
@@ -70,7 +71,7 @@ def load_adapter(target: str) -> Adapter:
 
 
 def _extra(target: str) -> str:
-    return {"torch-channels-last": "torch", "flax-linen": "jax", "flax-nnx": "jax", "flax-linen-sync": "jax",
+    return {"torch-channels-last": "torch", "flax-linen": "jax", "flax-nnx": "jax", "flax-linen-sync": "jax", "flax-nnx-sync": "jax",
             "keras": "tensorflow", "tf-nn": "tensorflow", "keras-normalization": "tensorflow",
             "onnx-reference": "onnx", "onnxruntime": "onnx", "equinox-bn-batch": "equinox", "equinox-sync": "equinox"}.get(target, target)
 
