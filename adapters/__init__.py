@@ -17,6 +17,8 @@ BUILTIN = {
     "numpy": "normspec.adapters.numpy_reference:NumpyReferenceAdapter",
     "torch": "normspec.adapters.torch_modules:TorchAdapter",
     "torch-channels-last": "normspec.adapters.torch_modules:TorchChannelsLastAdapter",
+    # SyncBatchNorm (spec DP): reported "not run" on CPU, where torch rejects it.
+    "torch-sync": "normspec.adapters.torch_sync:TorchSyncAdapter",
     "flax-linen": "normspec.adapters.flax_linen:FlaxLinenAdapter",
     "flax-nnx": "normspec.adapters.flax_nnx:FlaxNnxAdapter",
     # Synchronized BatchNorm (spec DP) on 8 CPU devices: its own process (XLA_FLAGS, Adapter.environment).
@@ -71,7 +73,7 @@ def load_adapter(target: str) -> Adapter:
 
 
 def _extra(target: str) -> str:
-    return {"torch-channels-last": "torch", "flax-linen": "jax", "flax-nnx": "jax", "flax-linen-sync": "jax", "flax-nnx-sync": "jax",
+    return {"torch-channels-last": "torch", "torch-sync": "torch", "flax-linen": "jax", "flax-nnx": "jax", "flax-linen-sync": "jax", "flax-nnx-sync": "jax",
             "keras": "tensorflow", "tf-nn": "tensorflow", "keras-normalization": "tensorflow",
             "onnx-reference": "onnx", "onnxruntime": "onnx", "equinox-bn-batch": "equinox", "equinox-sync": "equinox"}.get(target, target)
 

@@ -143,8 +143,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     if suite is None or not suite.results:
         return
     for result in suite.results:  # under pytest-xdist the controller learns of devices from the results
-        if result["status"] == "not-run" and result.get("device") and result["message"].startswith("not run: "):
-            suite.device_notes[(result["adapter"], result["device"])] = result["message"][len("not run: "):]
+        message = result["message"].removeprefix("Skipped: ")  # pytest's prefix of a skip's message
+        if result["status"] == "not-run" and result.get("device") and message.startswith("not run: "):
+            suite.device_notes[(result["adapter"], result["device"])] = message[len("not run: "):]
     text = report.summary_markdown(suite)
     terminalreporter.section("normspec conformance summary")
     for line in text.splitlines():
