@@ -154,6 +154,14 @@ def reference_bound(normalized, weight, bias) -> np.ndarray:
     return 2 * REFERENCE_ULPS * u * (gamma * (1 + np.abs(normalized)) + beta)
 
 
+def reference_running_bound(exact, spread) -> np.ndarray:
+    """How far the float64 reference's updated running statistic may be from the exact value
+    (tests/test_reference_sync.py): REFERENCE_ULPS ulps of |exact| + spread, where `spread` is what a
+    mean near 0 cancels down from (alpha sigma for the running mean; 0 for the running variance,
+    a sum of nonnegative terms)."""
+    return 2 * REFERENCE_ULPS * unit_roundoff(np.float64) * (np.abs(exact) + spread)
+
+
 # ---------------------------------------------------------------------------------------
 # The backward pass (spec/gradients.md): the error model of GRAD-6, and the bound the
 # float64 reference VJPs are verified against (tests/test_reference_vjp.py).
