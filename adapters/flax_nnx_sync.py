@@ -6,7 +6,7 @@ returned with `nnx.state`. Checked against flax 0.12.8, jax 0.10.2.
 As flax-linen-sync: the shards stacked on a leading replica axis, uneven shards padded and
 excluded with BatchNorm's `mask`, equal shards passed without one, Flax's default numerics
 (channels last, dtype = param_dtype = the input dtype), each replica's State read back from its
-block. No backward yet. `environment` asks `normspec check` for 8 CPU devices.
+block; the per-shard VJP by jax.vjp of the merged model's call. `environment` asks `normspec check` for 8 CPU devices.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from jax.sharding import Mesh, PartitionSpec as P
 
 from . import _jax_common  # noqa: F401  (jax_enable_x64 for the float64 cases, as the other Flax adapters)
 from .base import Adapter, Capabilities, ReplicatedLayer
-from .flax_sync import _AXIS, FlaxLinenSyncAdapter, _padded
+from .flax_sync import _AXIS, _VJP_MOMENTUM, FlaxLinenSyncAdapter, _padded
 
 
 def _model(channels: int, dtype: str, use_scale: bool, use_bias: bool, eps: float, momentum: float):
@@ -42,6 +42,30 @@ def _step(replicas: int, structure: tuple, training: bool, masked: bool):
         return y[None], jax.tree.map(lambda a: a[None], nnx.state(model))
 
     return jax.jit(jax.shard_map(per_replica, mesh=mesh, in_specs=(P(_AXIS),) * 3, out_specs=(P(_AXIS), P(_AXIS))))
+
+
+@functools.lru_cache(maxsize=None)
+def _vjp_step(replicas: int, structure: tuple, masked: bool):
+    """The jitted shard_map of jax.vjp of one training call on every replica: (params, stats, x, mask, dy)
+    -> (dx, dparams), the parameters (nnx.Param) stacked per replica, so each replica's gradient is its
+    own contribution (as flax-linen-sync's)."""
+    graphdef, _, _ = nnx.split(_model(*structure), nnx.Param, nnx.BatchStat)
+    mesh = Mesh(np.array(jax.devices("cpu")[:replicas]), (_AXIS,))
+
+    def per_replica(params, stats, x, mask, dy):
+        params, stats = jax.tree.map(lambda a: a[0], params), jax.tree.map(lambda a: a[0], stats)
+
+        def output(params, x):
+            # Fresh BatchStat variables in this trace: NNX refuses to mutate those of the enclosing one.
+            fresh_stats = jax.tree.map(lambda a: a, stats)
+            return nnx.merge(graphdef, params, fresh_stats)(x, use_running_average=False,
+                                                            mask=mask[0] if masked else None)
+
+        _, pullback = jax.vjp(output, params, x[0])
+        dparams, dx = pullback(dy[0])
+        return dx[None], jax.tree.map(lambda a: a[None], dparams)
+
+    return jax.jit(jax.shard_map(per_replica, mesh=mesh, in_specs=(P(_AXIS),) * 5, out_specs=(P(_AXIS), P(_AXIS))))
 
 
 class FlaxNnxSyncLayer(ReplicatedLayer):
@@ -71,17 +95,37 @@ class FlaxNnxSyncAdapter(Adapter):
     compiles_per_shape = True
     conventions = FlaxLinenSyncAdapter.conventions
     capabilities = Capabilities(ops=(), dtypes=("float32", "float64"), devices=("cpu",),
-                                data_parallel=("sync_batch_norm",), max_replicas=8, shard_sizes=("uneven", "empty"))
+                                data_parallel=("sync_batch_norm",), data_parallel_backward=("sync_batch_norm",),
+                                max_replicas=8, shard_sizes=("uneven", "empty"))
     environment = FlaxLinenSyncAdapter.environment
     device_status = FlaxLinenSyncAdapter.device_status
 
-    def sync_batch_norm_layer(self, *, replicas, num_features, dtype, weight, bias, running_mean, running_var,
-                              momentum, eps, device):
+    def _built(self, num_features, dtype, weight, bias, running_mean, running_var, eps, momentum):
+        """The structure key and a model with the given parameters and statistics in place."""
         structure = (int(num_features), str(np.dtype(dtype)), weight is not None, bias is not None, float(eps),
                      float(momentum))
         model = _model(*structure)
         for name, value in (("scale", weight), ("bias", bias), ("mean", running_mean), ("var", running_var)):
             if value is not None:
                 getattr(model, name)[...] = jnp.asarray(value)
+        return structure, model
+
+    def sync_batch_norm_layer(self, *, replicas, num_features, dtype, weight, bias, running_mean, running_var,
+                              momentum, eps, device):
+        structure, model = self._built(num_features, dtype, weight, bias, running_mean, running_var, eps, momentum)
         _, state = nnx.split(model)
         return FlaxNnxSyncLayer(replicas, structure, state)
+
+    def sync_batch_norm_vjp(self, shards, cotangents, *, weight, bias, eps, device):
+        replicas = len(shards)
+        structure, model = self._built(shards[0].shape[-1], shards[0].dtype, weight, bias, None, None, eps,
+                                       _VJP_MOMENTUM)
+        _, params, stats = nnx.split(model, nnx.Param, nnx.BatchStat)
+        params, stats = (jax.tree.map(lambda a: jnp.stack([a] * replicas), tree) for tree in (params, stats))
+        x, mask, sizes = _padded(shards, replicas)
+        dy, _, _ = _padded(cotangents, replicas)
+        dx, dparams = _vjp_step(replicas, structure, len(set(sizes)) > 1)(params, stats, x, mask, dy)
+        dx = np.asarray(dx)
+        gradients = {name: None if key not in dparams else [np.asarray(dparams[key][...][r]) for r in range(replicas)]
+                     for name, key in (("weight", "scale"), ("bias", "bias"))}
+        return {"x": [dx[r, :sizes[r]] for r in range(replicas)], **gradients}
