@@ -11,7 +11,9 @@ import re
 from functools import lru_cache
 from importlib.resources import files
 
-CLAUSE_ID = re.compile(r"(?:GEN|NORM|BN|LN|GN|IN|RMS|NUM|ERR|GRAD|SCALE|STD|MINMAX|DP)-[0-9]+(?:\.[0-9]+)*")
+from normspec import registry
+
+CLAUSE_ID = re.compile(registry.CLAUSE_ID)
 
 
 def _docstrings(tree) -> set:

@@ -142,8 +142,13 @@ DATA_PARALLEL_NAMES = tuple(DATA_PARALLEL)
 # Every name `--ops`, the expectations filters and the reports accept: the layers, the scalers, the
 # data-parallel ops.
 ALL_OP_NAMES = OP_NAMES + SCALER_NAMES + DATA_PARALLEL_NAMES
+# Every clause family, shared or an op's own: what a clause ID starts with. CLAUSE_ID is the
+# pattern of an ID (without anchors), which code, tests and the site search text with.
+CLAUSE_PREFIXES = tuple(dict.fromkeys(GENERIC_PREFIXES + SCALER_PREFIXES + tuple(
+    row.prefix for table in (OPS, SCALERS, DATA_PARALLEL) for row in table.values())))
+CLAUSE_ID = r"(?:" + "|".join(CLAUSE_PREFIXES) + r")-[0-9]+(?:\.[0-9]+)*"
 
-__all__ = ["ALL_OP_NAMES", "DATA_PARALLEL", "DATA_PARALLEL_NAMES", "DataParallelInfo", "DEVICES", "DTYPES", "GENERIC_PREFIXES", "HALF_DTYPES", "OPS", "OP_NAMES", "OpInfo",
+__all__ = ["ALL_OP_NAMES", "CLAUSE_ID", "CLAUSE_PREFIXES", "DATA_PARALLEL", "DATA_PARALLEL_NAMES", "DataParallelInfo", "DEVICES", "DTYPES", "GENERIC_PREFIXES", "HALF_DTYPES", "OPS", "OP_NAMES", "OpInfo",
            "SCALERS", "SCALER_NAMES", "SCALER_PREFIXES", "ScalerInfo", "clauses_for", "slice_ids"]
 
 

@@ -8,8 +8,9 @@ import posixpath
 import re
 
 from normspec.clauses import _HEADING  # the one definition of a clause heading
+from normspec.registry import CLAUSE_ID
 
-_ID_IN_TEXT = re.compile(r"(?<![\w#-])((?:GEN|NORM|BN|LN|GN|IN|RMS|NUM|ERR|GRAD|SCALE|STD|MINMAX|DP)-[0-9]+(?:\.[0-9]+)*)(?![\w-]|\.[0-9])")
+_ID_IN_TEXT = re.compile(r"(?<![\w#-])(" + CLAUSE_ID + r")(?![\w-]|\.[0-9])")
 # Spans that keep their text: inline code, display and inline math, Markdown links and images.
 _PROTECTED = re.compile(r"(`[^`]*`|\$\$.*?\$\$|\$[^$]*\$|!?\[[^\]]*\]\([^)]*\)|<[^>]+>)", re.DOTALL)
 
