@@ -19,7 +19,7 @@ from flax import nnx
 from jax.sharding import Mesh, PartitionSpec as P
 
 from . import _jax_common  # noqa: F401  (jax_enable_x64 for the float64 cases, as the other Flax adapters)
-from .base import Adapter, Capabilities, ReplicatedLayer
+from .base import Adapter, ReplicatedLayer
 from .flax_sync import _AXIS, _VJP_MOMENTUM, FlaxLinenSyncAdapter, _padded
 
 
@@ -93,10 +93,7 @@ class FlaxNnxSyncAdapter(Adapter):
     id = "flax-nnx-sync"
     framework = "flax"
     compiles_per_shape = True
-    conventions = FlaxLinenSyncAdapter.conventions
-    capabilities = Capabilities(ops=(), dtypes=("float32", "float64"), devices=("cpu",),
-                                data_parallel=("sync_batch_norm",), data_parallel_backward=("sync_batch_norm",),
-                                max_replicas=8, shard_sizes=("uneven", "empty"))
+    conventions, capabilities = FlaxLinenSyncAdapter.conventions, FlaxLinenSyncAdapter.capabilities
     environment = FlaxLinenSyncAdapter.environment
     device_status = FlaxLinenSyncAdapter.device_status
 
