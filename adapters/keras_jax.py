@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import os
 from pathlib import Path
 
 import jax  # before Keras: without JAX the adapter is not installed, and KERAS_BACKEND stays as it was
@@ -150,3 +151,9 @@ class KerasJaxAdapter(KerasLayersAdapter):
     environment = {"KERAS_BACKEND": "jax"}
     backend = JaxBackend(keras)
     statistics = FlaxAdapter.statistics  # the same JIT cache counters (normspec bench)
+
+    def configuration(self) -> dict:
+        return {"forward": "jax.jit of the layer's __call__ in a StatelessScope, as Keras' JAX trainer runs fit, "
+                           "predict and evaluate (not an eager layer call)",
+                "backward": "jax.jit of jax.vjp of the layer's stateless_call",
+                "jax_enable_x64": bool(jax.config.jax_enable_x64), "XLA_FLAGS": os.environ.get("XLA_FLAGS")}
