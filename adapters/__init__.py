@@ -27,6 +27,9 @@ BUILTIN = {
     "keras": "normspec.adapters.keras_layers:KerasAdapter",
     "keras-jax": "normspec.adapters.keras_jax:KerasJaxAdapter",
     "keras-torch": "normspec.adapters.keras_torch:KerasTorchAdapter",
+    # Synchronized BatchNorm (spec DP) under MirroredStrategy on 8 logical CPU devices, which the adapter makes
+    # at import, before TensorFlow's runtime starts: its own process, apart from keras and tf-nn.
+    "keras-sync": "normspec.adapters.keras_sync:KerasSyncAdapter",
     "tf-nn": "normspec.adapters.tf_nn:TfNnAdapter",
     "onnx-reference": "normspec.adapters.onnx_reference:OnnxReferenceAdapter",
     "onnxruntime": "normspec.adapters.onnx_runtime:OnnxRuntimeAdapter",
@@ -74,7 +77,7 @@ def load_adapter(target: str) -> Adapter:
 
 def _extra(target: str) -> str:
     return {"torch-channels-last": "torch", "torch-sync": "torch", "flax-linen": "jax", "flax-nnx": "jax", "flax-linen-sync": "jax", "flax-nnx-sync": "jax",
-            "keras": "tensorflow", "tf-nn": "tensorflow", "keras-normalization": "tensorflow",
+            "keras": "tensorflow", "keras-sync": "tensorflow", "tf-nn": "tensorflow", "keras-normalization": "tensorflow",
             "onnx-reference": "onnx", "onnxruntime": "onnx", "equinox-bn-batch": "equinox", "equinox-sync": "equinox"}.get(target, target)
 
 

@@ -25,7 +25,7 @@ FRAMEWORK = {"torch": {"torch"}, "torch-channels-last": {"torch"}, "flax-linen":
              "keras": {"tensorflow"}, "tf-nn": {"tensorflow"}, "onnx-reference": {"onnx"},
              "onnxruntime": {"onnxruntime"}, "equinox": {"equinox"}, "equinox-bn-batch": {"equinox"}, "equinox-sync": {"equinox"},
              "keras-jax": {"keras", "jax"}, "keras-torch": {"keras", "torch"}, "sklearn": {"sklearn"},
-             "keras-normalization": {"keras", "tensorflow"}}
+             "keras-normalization": {"keras", "tensorflow"}, "keras-sync": {"keras", "tensorflow"}}
 SNIPPET_TIMEOUT_S = 300
 
 
