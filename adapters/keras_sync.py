@@ -126,7 +126,8 @@ class KerasSyncAdapter(Adapter):
     framework = "keras"
     conventions = CONVENTIONS
     capabilities = Capabilities(ops=(), dtypes=("float32", "float64"), devices=("cpu",),
-                                data_parallel=("sync_batch_norm",), max_replicas=_DEVICES,
+                                data_parallel=("sync_batch_norm",), data_parallel_backward=("sync_batch_norm",),
+                                max_replicas=_DEVICES,
                                 shard_sizes=("uneven", "empty"))
     environment = {"KERAS_BACKEND": "tensorflow"}
 
@@ -155,3 +156,42 @@ class KerasSyncAdapter(Adapter):
                 if value is not None:
                     getattr(layer, name).value.assign(np.asarray(value, dtype=dtype))
         return KerasSyncLayer(int(replicas), layer, strategy, config)
+
+    def sync_batch_norm_vjp(self, shards, cotangents, *, weight, bias, eps, device):
+        """Every replica's input gradient and its own gamma/beta gradient of one training call, from
+        tf.GradientTape inside the replica function (as a custom training step takes them, before the
+        optimizer's all-reduce); TensorFlow differentiates Keras' all_reduce."""
+        replicas, dtype = len(shards), str(np.dtype(shards[0].dtype))
+        strategy = _strategy(replicas)
+        layer = _build(strategy, shards[0].ndim, channels=int(shards[0].shape[-1]), dtype=dtype,
+                       use_scale=weight is not None, use_bias=bias is not None, eps=float(eps), momentum=_VJP_MOMENTUM)
+        with strategy.scope():
+            for name, value in (("gamma", weight), ("beta", bias)):
+                if value is not None:
+                    getattr(layer, name).value.assign(np.asarray(value, dtype=dtype))
+        x = _distribute(strategy, [np.array(s) for s in shards])
+        dy = _distribute(strategy, [np.array(c) for c in cotangents])
+        params = [v for v in (layer.gamma if weight is not None else None, layer.beta if bias is not None else None)]
+
+        def step(x, dy):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = layer(x, training=True)
+            watched = [p.value for p in params if p is not None]
+            grads = tape.gradient(y, [x, *watched], output_gradients=dy)
+            return grads
+
+        grads = strategy.run(step, args=(x, dy))
+        dx = _local(strategy, grads[0])
+        out, k = {"x": dx}, 1
+        for name, p in (("weight", params[0]), ("bias", params[1])):
+            if p is None:
+                out[name] = None
+            else:
+                out[name] = _local(strategy, grads[k])
+                k += 1
+        return out
+
+
+# The momentum of a backward call: it weights only the moving statistics, which the VJP discards.
+_VJP_MOMENTUM = 0.99
