@@ -11,7 +11,13 @@ default (channels last, dtype = the input dtype; Keras' conventions: momentum is
 weight, biased moving variance); its fresh moving statistics are those Keras' initializers give, the
 given ones are assigned to the MirroredVariables in cross-replica context (every replica), and each
 replica's moving statistics are read back from that replica's component
-(`strategy.experimental_local_results`).
+(`strategy.experimental_local_results`). The per-shard VJP is tf.GradientTape inside the replica
+function, as a custom training step takes it: each replica's own gamma/beta gradient, before the
+optimizer's cross-replica sum; TensorFlow differentiates Keras' all_reduce.
+
+MirroredStrategy numbers its collective groups from 1 in every instance, and two strategies of
+different sizes in one process then clash (TensorFlow aborts its collective executor): `_strategy`
+gives each size its own key range, the reduction itself is the default (RING collectives on CPU).
 
 TensorFlow fixes its logical devices when its runtime starts: importing this module splits the
 physical CPU into 8 logical devices (`tf.config.set_logical_device_configuration`), which it can
@@ -171,15 +177,14 @@ class KerasSyncAdapter(Adapter):
                     getattr(layer, name).value.assign(np.asarray(value, dtype=dtype))
         x = _distribute(strategy, [np.array(s) for s in shards])
         dy = _distribute(strategy, [np.array(c) for c in cotangents])
-        params = [v for v in (layer.gamma if weight is not None else None, layer.beta if bias is not None else None)]
+        params = (layer.gamma if weight is not None else None, layer.beta if bias is not None else None)
 
         def step(x, dy):
             with tf.GradientTape() as tape:
                 tape.watch(x)
                 y = layer(x, training=True)
             watched = [p.value for p in params if p is not None]
-            grads = tape.gradient(y, [x, *watched], output_gradients=dy)
-            return grads
+            return tape.gradient(y, [x, *watched], output_gradients=dy)
 
         grads = strategy.run(step, args=(x, dy))
         dx = _local(strategy, grads[0])
