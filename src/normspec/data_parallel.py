@@ -13,6 +13,7 @@ from normspec import tolerance
 from normspec.compare import Context, NonConformance, assert_within, check_array
 from normspec.conventions import adapter_momentum, effective_alpha
 from normspec.dtypes import numpy_dtype
+from normspec.failures import array_source
 from normspec.harness import adapter_call
 from normspec.registry import DATA_PARALLEL
 from normspec.strategies import FAMILIES, SEEDS, fill
@@ -114,10 +115,6 @@ class SyncContext(Context):
         raise NonConformance(clause, f"{self.header(what)}\n  {detail}", self, worst, reproduce=reproduce)
 
 
-def _array(a) -> str:
-    return f"np.array({np.asarray(a, dtype=np.float64).tolist()!r}, dtype=np.{np.asarray(a).dtype})"
-
-
 def reproduction(adapter_id: str, case: SyncCase, device: str) -> str:
     """Python that runs the case's steps on the adapter and prints every replica's outputs and
     running statistics beside the reference's (inline for small cases, else the check command)."""
@@ -126,9 +123,9 @@ def reproduction(adapter_id: str, case: SyncCase, device: str) -> str:
     if sum(shard.size for step in case.steps for shard in step) > 256:
         return (f"normspec check {target} --ops {case.op} --dtypes {case.dtype} --devices {device}"
                 f"  # failing case: seed {case.seed}, family {case.family}, shard sizes {case.sizes}")
-    steps = ",\n         ".join("[" + ", ".join(_array(s) for s in step) + "]" for step in case.steps)
-    weight = "None" if case.weight is None else _array(case.weight)
-    bias = "None" if case.bias is None else _array(case.bias)
+    steps = ",\n         ".join("[" + ", ".join(array_source(s) for s in step) + "]" for step in case.steps)
+    weight = array_source(case.weight)
+    bias = array_source(case.bias)
     return ("import numpy as np\nfrom normspec import reference\nfrom normspec.adapters import load_adapter\n"
             "from normspec.conventions import adapter_momentum, effective_alpha\n"
             f"adapter = load_adapter({target!r})\n"
@@ -158,12 +155,12 @@ def vjp_reproduction(adapter_id: str, case: SyncCase, cotangents: list, device: 
     if 2 * sum(shard.size for shard in shards) > 256:
         return (f"normspec check {target} --ops {case.op} --dtypes {case.dtype} --devices {device}"
                 f"  # failing case: seed {case.seed}, family {case.family}, shard sizes {case.sizes}")
-    weight = "None" if case.weight is None else _array(case.weight)
-    bias = "None" if case.bias is None else _array(case.bias)
+    weight = array_source(case.weight)
+    bias = array_source(case.bias)
     return ("import numpy as np\nfrom normspec import reference\nfrom normspec.adapters import load_adapter\n"
             f"adapter = load_adapter({target!r})\n"
-            f"shards = [{', '.join(_array(s) for s in shards)}]\n"
-            f"cotangents = [{', '.join(_array(c) for c in cotangents)}]\n"
+            f"shards = [{', '.join(array_source(s) for s in shards)}]\n"
+            f"cotangents = [{', '.join(array_source(c) for c in cotangents)}]\n"
             f"weight, bias = {weight}, {bias}\n"
             f"print(adapter.sync_batch_norm_vjp(shards, cotangents, weight=weight, bias=bias, eps={case.eps!r}, "
             f"device={device!r}))\n"

@@ -55,17 +55,23 @@ def repro_snippet(adapter_id: str, case, device: str, *, law: tuple | None = Non
             + "  # the law: equal within the bound")
 
 
+def array_source(a, dtype: str | None = None) -> str:
+    """Python source that rebuilds the array `a` (None: "None"), NaN and infinities as np.nan and
+    np.inf, in the dtype named `dtype` (default: a's own)."""
+    if a is None:
+        return "None"
+    a = np.asarray(a)
+    values = re.sub(r"\b(nan|inf)\b", r"np.\1", repr(a.astype(np.float64).tolist()))
+    return f"np.array({values}, dtype={numpy_spelling(dtype or a.dtype.name)})"
+
+
 def _case_code(name: str, case, adapter_id: str, device: str) -> str:
     """`name = Case(...)` with the arrays inline, or `Case.load(...)` of the saved file."""
     if not _printable(case):
         return f"{name} = Case.load({str(failure_dir() / (case_name(case, adapter_id, device) + '.npz'))!r})\n"
-    dtype = numpy_spelling(case.dtype)
 
     def array(a):
-        if a is None:
-            return "None"
-        values = re.sub(r"\b(nan|inf)\b", r"np.\1", repr(a.astype(np.float64).tolist()))
-        return f"np.array({values}, dtype={dtype})"
+        return array_source(a, case.dtype)
 
     return (f"{name} = Case(op={case.op!r}, dtype={case.dtype!r}, eps={case.eps!r}, attrs={case.attrs!r},\n"
             f"    inputs=[{', '.join(array(x) for x in case.inputs)}],\n"

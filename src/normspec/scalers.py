@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from normspec import tolerance
 from normspec.compare import Context, NonConformance, assert_within, check_array
 from normspec.dtypes import numpy_dtype
+from normspec.failures import array_source
 from normspec.harness import adapter_call
 from normspec.registry import SCALERS
 from normspec.run import CURRENT
@@ -97,11 +98,6 @@ class ScalerContext(Context):
                              reproduce=reproduction(self.adapter, self.scaler_case, self.device))
 
 
-def _array(a) -> str:
-    return f"np.array({np.asarray(a, dtype=np.float64).tolist()!r}, dtype=np.{np.asarray(a).dtype})".replace(
-        "nan", "np.nan").replace("inf", "np.inf")
-
-
 def reproduction(adapter_id: str, case: ScalerCase, device: str) -> str:
     """Python that fits the case's chunks on the adapter and prints the statistics and outputs next
     to the reference's (the arrays inline for small cases, else the `normspec check` command)."""
@@ -113,8 +109,8 @@ def reproduction(adapter_id: str, case: ScalerCase, device: str) -> str:
     new = case.new if case.new is not None else case.data
     return ("import numpy as np\nfrom normspec.adapters import load_adapter\nfrom normspec.scalers import reference_fit\n"
             f"adapter = load_adapter({LOADED.get(adapter_id, adapter_id)!r})\n"
-            f"chunks = [{', '.join(_array(c) for c in case.chunks)}]\n"
-            f"new = {_array(new)}\n"
+            f"chunks = [{', '.join(array_source(c) for c in case.chunks)}]\n"
+            f"new = {array_source(new)}\n"
             f"scaler = adapter.{case.op}({options}, device={device!r})\n"
             "for chunk in chunks:\n    scaler.partial_fit(chunk)\n"
             "print('statistics:', scaler.statistics())\nprint('transform(new):', scaler.transform(new))\n"

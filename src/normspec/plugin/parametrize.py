@@ -35,12 +35,11 @@ def parametrize(metafunc, suite) -> None:
         caps = adapter.capabilities
         if any(not getattr(caps, need) for need in needs):
             continue
-        # backward tests: ops with a vjp; tests of given statistics: the scalers that apply them (SCALE-9);
-        # per-shard VJP tests: the data-parallel ops with one (DP-7);
-        # the others: the layers, the fitted scalers and the data-parallel ops the adapter declares
-        covered = (caps.backward_ops if "backward_ops" in needs else caps.given_statistics
-                   if "given_statistics" in needs else caps.data_parallel_backward
-                   if "data_parallel_backward" in needs else caps.ops + caps.scalers + caps.data_parallel)
+        # A required capability that is a tuple lists the ops it holds for (backward_ops, given_statistics,
+        # data_parallel_backward): such a test covers those; the others every layer, fitted scaler and
+        # data-parallel op the adapter declares.
+        op_lists = [getattr(caps, need) for need in needs if isinstance(getattr(caps, need), tuple)]
+        covered = op_lists[0] if op_lists else caps.ops + caps.scalers + caps.data_parallel
         for op in (o for o in suite.ops if o in test_ops and o in covered) if "op" in names else [None]:
             dtypes = ([d for d in suite.dtypes if d in caps.dtypes_for(op) and d in test_dtypes]
                       if "dtype" in names else [None])
