@@ -5,6 +5,7 @@ import numpy as np
 
 from normspec import reference
 from normspec.errors import ConfigurationError
+from normspec.registry import SCALERS
 
 from .base import OP_NAMES, SCALER_NAMES, Capabilities, Conventions, FunctionalAdapter, ReplicatedLayer, Scaler
 
@@ -29,16 +30,20 @@ class ReferenceScaler(Scaler):
     its statistics rounded to the data's dtype (SCALE-6) and its outputs to the input's."""
 
     def __init__(self, fit, names):
-        self._fit, self._names, self._chunks = fit, names, []
+        self._fit, self._names, self._chunks, self._fitted_chunks = fit, names, [], None
 
     def partial_fit(self, x):
         if self._chunks and (x.ndim != 2 or x.shape[1] != self._chunks[0].shape[1]):
             raise ConfigurationError("SCALE-8.1", f"a chunk of shape {x.shape} after chunks of "
                                                   f"{self._chunks[0].shape[1]} features")
         self._chunks.append(x.copy())
+        self._fitted_chunks = None
 
     def _fitted(self):
-        return self._fit(self._chunks)
+        """The reference fit of every chunk so far, fitted once per new chunk."""
+        if self._fitted_chunks is None:
+            self._fitted_chunks = self._fit(self._chunks)
+        return self._fitted_chunks
 
     def transform(self, x):
         return self._fitted().transform(x)
@@ -87,13 +92,13 @@ class NumpyReferenceAdapter(FunctionalAdapter):
         def fit(chunks):
             return reference.standard_scaler(chunks, with_mean=with_mean, with_std=with_std,
                                              ddof=self.conventions.scaler_ddof, nan=self.conventions.scaler_nan)
-        return ReferenceScaler(fit, ("mean", "variance", "scale"))
+        return ReferenceScaler(fit, SCALERS["standard_scaler"].statistics)
 
     def minmax_scaler(self, *, feature_range, clip, device):
         def fit(chunks):
             return reference.minmax_scaler(chunks, feature_range=feature_range, clip=clip,
                                            nan=self.conventions.scaler_nan)
-        return ReferenceScaler(fit, ("data_min", "data_max", "scale"))
+        return ReferenceScaler(fit, SCALERS["minmax_scaler"].statistics)
 
     def sync_batch_norm_layer(self, *, replicas, num_features, dtype, weight, bias, running_mean, running_var,
                               momentum, eps, device):
