@@ -18,7 +18,6 @@ for 8, as flax-linen-sync does.
 """
 from __future__ import annotations
 
-import functools
 
 import equinox as eqx
 import jax
@@ -27,6 +26,7 @@ import numpy as np
 from jax.sharding import Mesh, PartitionSpec as P
 
 from . import _jax_common  # noqa: F401  (jax_enable_x64 for the float64 cases, as the other JAX adapters)
+from ._jax_process import cache, note_jitted_call
 from .base import Adapter, Capabilities, ReplicatedLayer
 from .equinox_nn import EquinoxAdapter, _construct, _load_state, _state_arrays, _with_params
 from .flax_sync import FlaxLinenSyncAdapter
@@ -34,7 +34,7 @@ from .flax_sync import FlaxLinenSyncAdapter
 _SAMPLES, _DEVICES_AXIS = "batch", "data"
 
 
-@functools.lru_cache(maxsize=None)
+@cache
 def _module(channels: int, dtype: str, affine: bool, eps: float, momentum: float):
     """`make_with_state(BatchNorm)`: the module and its fresh State, one per configuration (the State's
     indices belong to their module, so both live outside the traced function)."""
@@ -42,7 +42,7 @@ def _module(channels: int, dtype: str, affine: bool, eps: float, momentum: float
                       channelwise_affine=affine, momentum=momentum, dtype=np.dtype(dtype), mode="batch")
 
 
-@functools.lru_cache(maxsize=None)
+@cache
 def _step(replicas: int, channels: int, dtype: str, affine: bool, eps: float, momentum: float, training: bool):
     """The jitted shard_map of one call on every replica: (params, state) -> (y, state), x, y and every
     leaf of the State with a leading replica axis."""
@@ -74,6 +74,7 @@ class EquinoxSyncLayer(ReplicatedLayer):
         if len(shards) != self._replicas or len(sizes) != 1:
             raise ValueError(f"shards of sizes {[s.shape[0] for s in shards]} on {self._replicas} replicas: "
                              f"shard_map needs one size, and Equinox's BatchNorm has no mask")
+        note_jitted_call(lambda: None)
         y, state = _step(self._replicas, *self._key, bool(training))(self._params, self._state, np.stack(shards))
         self._state = state
         y = np.asarray(y)

@@ -10,7 +10,6 @@ block; the per-shard VJP by jax.vjp of the merged model's call. `environment` as
 """
 from __future__ import annotations
 
-import functools
 
 import jax
 import jax.numpy as jnp
@@ -19,6 +18,7 @@ from flax import nnx
 from jax.sharding import Mesh, PartitionSpec as P
 
 from . import _jax_common  # noqa: F401  (jax_enable_x64 for the float64 cases, as the other Flax adapters)
+from ._jax_process import cache, note_jitted_call
 from .base import Adapter, ReplicatedLayer
 from .flax_sync import _AXIS, _VJP_MOMENTUM, FlaxLinenSyncAdapter, _padded
 
@@ -29,7 +29,7 @@ def _model(channels: int, dtype: str, use_scale: bool, use_bias: bool, eps: floa
                          use_scale=use_scale, use_bias=use_bias, rngs=nnx.Rngs(0))
 
 
-@functools.lru_cache(maxsize=None)
+@cache
 def _step(replicas: int, structure: tuple, training: bool, masked: bool):
     """The jitted shard_map of one call on every replica: (state, x, mask) -> (y, state), every leaf of the
     State with a leading replica axis."""
@@ -44,7 +44,7 @@ def _step(replicas: int, structure: tuple, training: bool, masked: bool):
     return jax.jit(jax.shard_map(per_replica, mesh=mesh, in_specs=(P(_AXIS),) * 3, out_specs=(P(_AXIS), P(_AXIS))))
 
 
-@functools.lru_cache(maxsize=None)
+@cache
 def _vjp_step(replicas: int, structure: tuple, masked: bool):
     """The jitted shard_map of jax.vjp of one training call on every replica: (params, stats, x, mask, dy)
     -> (dx, dparams), the parameters (nnx.Param) stacked per replica, so each replica's gradient is its
@@ -79,6 +79,7 @@ class FlaxNnxSyncLayer(ReplicatedLayer):
         if len(shards) != self._replicas:
             raise ValueError(f"{len(shards)} shards for a layer on {self._replicas} replicas")
         x, mask, sizes = _padded(shards, self._replicas)
+        note_jitted_call(lambda: None)
         y, self._state = _step(self._replicas, self._structure, bool(training), len(set(sizes)) > 1)(
             self._state, x, mask)
         y = np.asarray(y)
@@ -121,6 +122,7 @@ class FlaxNnxSyncAdapter(Adapter):
         params, stats = (jax.tree.map(lambda a: jnp.stack([a] * replicas), tree) for tree in (params, stats))
         x, mask, sizes = _padded(shards, replicas)
         dy, _, _ = _padded(cotangents, replicas)
+        note_jitted_call(lambda: None)
         dx, dparams = _vjp_step(replicas, structure, len(set(sizes)) > 1)(params, stats, x, mask, dy)
         dx = np.asarray(dx)
         gradients = {name: None if key not in dparams else [np.asarray(dparams[key][...][r]) for r in range(replicas)]

@@ -15,7 +15,6 @@ for 8; a process started without it has one device, and device_status says so.
 """
 from __future__ import annotations
 
-import functools
 
 import flax.linen as nn
 import jax
@@ -24,6 +23,7 @@ import numpy as np
 from jax.sharding import Mesh, PartitionSpec as P
 
 from . import _jax_common  # noqa: F401  (jax_enable_x64 for the float64 cases, as the other Flax adapters)
+from ._jax_process import cache, note_jitted_call
 from .base import Adapter, Capabilities, ReplicatedLayer
 from ._jax_common import FlaxAdapter
 
@@ -37,7 +37,7 @@ def _module(dtype: str, use_scale: bool, use_bias: bool, eps, momentum) -> nn.Ba
                         use_scale=use_scale, use_bias=use_bias)
 
 
-@functools.lru_cache(maxsize=None)
+@cache
 def _init(dtype: str, channels: int, use_scale: bool, use_bias: bool):
     """The module's own `init` on one device: its fresh batch_stats (BN-4.3)."""
     def init(eps, momentum):
@@ -50,7 +50,7 @@ def _init(dtype: str, channels: int, use_scale: bool, use_bias: bool):
     return jax.jit(init)
 
 
-@functools.lru_cache(maxsize=None)
+@cache
 def _step(replicas: int, dtype: str, use_scale: bool, use_bias: bool, training: bool, masked: bool):
     """The jitted shard_map of one BatchNorm call over `replicas` devices: (params, stats, x, mask, eps,
     momentum) -> (y, stats), x, mask, y and stats with a leading replica axis."""
@@ -73,7 +73,7 @@ def _step(replicas: int, dtype: str, use_scale: bool, use_bias: bool, training: 
     return jax.jit(sharded)
 
 
-@functools.lru_cache(maxsize=None)
+@cache
 def _vjp_step(replicas: int, dtype: str, use_scale: bool, use_bias: bool, masked: bool):
     """The jitted shard_map of jax.vjp of one training call on every replica: (params, stats, x, mask, dy,
     eps) -> (dx, dparams), dparams each replica's own; JAX transposes Flax's collective."""
@@ -130,6 +130,7 @@ class FlaxSyncLayer(ReplicatedLayer):
         masked = len(set(sizes)) > 1
         step = _step(self._replicas, self._dtype, "scale" in self._params, "bias" in self._params, bool(training),
                      masked)
+        note_jitted_call(lambda: None)
         y, stats = step(self._params, self._stats, x, mask, self._eps, self._momentum)
         self._stats = {k: np.asarray(v) for k, v in stats.items()}
         y = np.asarray(y)
@@ -161,6 +162,7 @@ class FlaxLinenSyncAdapter(Adapter):
                               momentum, eps, device):
         dtype = str(np.dtype(dtype))
         if running_mean is None or running_var is None:
+            note_jitted_call(lambda: None)
             fresh = _init(dtype, int(num_features), weight is not None, bias is not None)(float(eps), float(momentum))
             stats = {k: np.asarray(v) for k, v in fresh.items()}
         else:
@@ -176,6 +178,7 @@ class FlaxLinenSyncAdapter(Adapter):
         x, mask, sizes = _padded(shards, replicas)
         dy, _, _ = _padded(cotangents, replicas)
         step = _vjp_step(replicas, dtype, weight is not None, bias is not None, len(set(sizes)) > 1)
+        note_jitted_call(lambda: None)
         dx, dparams = step(params, stats, x, mask, dy, float(eps))
         dx = np.asarray(dx)
         per_replica = {name: None if key not in dparams else [np.asarray(dparams[key][r]) for r in range(replicas)]
