@@ -111,10 +111,6 @@ class KerasBackend:
         """variable <- value (Keras' assign casts it to the variable's dtype)."""
         variable.assign(self.to_tensor(value))
 
-    def note_call(self) -> None:
-        """Called before every call into Keras: where a backend keeps the process within its
-        resources (JAX's compiled executables)."""
-
     def call(self, layer, key: tuple, x, device, call_kwargs: dict):
         """layer(x, **call_kwargs) as this backend's users run it (eagerly, by default), its state
         variables updated; `key` describes the layer's configuration (_built)."""
@@ -222,7 +218,6 @@ class KerasLayersAdapter(Adapter):
         spec = _spec(op, channels=x.shape[-1], weight=weight, bias=bias, eps=eps, **attrs)
         state = dict(moving_mean=running_mean, moving_variance=running_var) if op == "batch_norm" else {}
         stateful = op in ("batch_norm", "instance_norm")
-        self.backend.note_call()
         layer, key = self._load(spec, x, device, **state)
         weight_name, bias_name = ("scale", None) if op == "rms_norm" else ("gamma", "beta")
         return self.backend.vjp(layer, key, x, dy, device, {"training": training} if stateful else {},
@@ -264,7 +259,6 @@ class KerasLayersAdapter(Adapter):
 
     def _run(self, spec, x, device, training=None, **state):
         """Call the layer of `spec`, loaded with its weights and `state`, on x: the output and the layer."""
-        self.backend.note_call()
         layer, key = self._load(spec, x, device, **state)
         with self.backend.device_scope(device):
             kwargs = {} if training is None else {"training": training}
