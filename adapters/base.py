@@ -13,6 +13,12 @@ a None weight/bias means "no affine parameter" (configure the layer without it);
 a None running statistic in BatchNorm training means "the fresh layer's own
 initial state". Return NumPy arrays; the suite checks their shape and dtype.
 
+Mixed precision (NUM-2.3) is optional: an adapter that lists (input dtype, parameter dtype)
+pairs in `Capabilities.mixed_precision`, such as ("bfloat16", "float32"), also gets calls whose
+weight, bias and running statistics have the parameter dtype, with the keyword argument
+`param_dtype` (its name) telling it so, since a layer without affine parameters and with a fresh
+state has no array to show it. Running statistics are returned in that dtype, the output in x's.
+
 The fitted scalers (spec/scalers.md) are optional: an adapter that covers one lists it in
 `Capabilities.scalers` and returns a `Scaler` from the method of that name. So is synchronized
 BatchNorm (spec/ops/sync_batch_norm.md): an adapter lists "sync_batch_norm" in
@@ -26,7 +32,7 @@ from numbers import Integral
 
 import numpy as np
 
-from normspec.dtypes import DTYPES, numpy_dtype
+from normspec.dtypes import DTYPES, MIXED_PRECISION, numpy_dtype
 from normspec.registry import OP_NAMES, SCALER_NAMES
 
 
@@ -80,9 +86,22 @@ class Capabilities:
     shard_sizes: tuple = ("uneven", "empty")
     # The data-parallel ops whose per-shard VJP (`sync_batch_norm_vjp`, DP-7) is implemented.
     data_parallel_backward: tuple = ()
+    # The (input dtype, parameter dtype) pairs it runs beside the same-dtype ones (NUM-2.3), e.g.
+    # (("float16", "float32"), ("bfloat16", "float32")): its calls then get `param_dtype`.
+    mixed_precision: tuple = ()
+
+    def __post_init__(self):
+        for pair in self.mixed_precision:
+            if pair not in MIXED_PRECISION:
+                raise ValueError(f"Capabilities.mixed_precision holds {pair!r}: each entry must be one of the "
+                                 f"(input dtype, parameter dtype) pairs NUM-2.3 defines, {MIXED_PRECISION}")
 
     def dtypes_for(self, op: str) -> tuple:
         return tuple(self.dtypes_by_op.get(op, self.dtypes))
+
+    def parameter_dtypes_for(self, op: str, dtype: str) -> tuple:
+        """The parameter dtypes other than `dtype` that `op` runs with for inputs of `dtype` (NUM-2.3)."""
+        return tuple(p for d, p in self.mixed_precision if d == dtype and d in self.dtypes_for(op))
 
 
 class Adapter:
@@ -253,27 +272,29 @@ class FunctionalAdapter(Adapter):
                       eps, device) -> (output, running_mean, running_var)
 
     which get the current state and return the new one. A fresh BatchNorm starts from
-    mean 0 and variance 1 (BN-4.3) in the input dtype; InstanceNorm's running statistics
-    are None when the layer keeps none. Declare `capabilities.ops` to match.
+    mean 0 and variance 1 (BN-4.3) in the parameters' dtype (the input's, or `param_dtype`
+    under mixed precision); InstanceNorm's running statistics are None when the layer keeps
+    none. Declare `capabilities.ops` to match. Under mixed precision (`capabilities.mixed_precision`)
+    every function also gets `param_dtype`, the parameters' and running statistics' dtype name.
     """
 
     def batch_norm_layer(self, *, num_features, dtype, weight, bias, running_mean, running_var,
-                         momentum, eps, device):
+                         momentum, eps, device, **mixed):
         if running_mean is None:
-            state_dtype = numpy_dtype(dtype)
+            state_dtype = numpy_dtype(mixed.get("param_dtype", dtype))
             running_mean, running_var = np.zeros(num_features, state_dtype), np.ones(num_features, state_dtype)
 
         def step(x, mean, var, training, count):
             return self.batch_norm(x, weight=weight, bias=bias, running_mean=mean, running_var=var,
                                    training=training, momentum=momentum, eps=eps, num_batches_tracked=count,
-                                   device=device)
+                                   device=device, **mixed)
         return FunctionalLayer(step, running_mean, running_var)
 
     def instance_norm_layer(self, *, num_features, dtype, weight, bias, running_mean, running_var,
-                            momentum, eps, device):
+                            momentum, eps, device, **mixed):
         def step(x, mean, var, training, count):
             return self.instance_norm(x, weight=weight, bias=bias, running_mean=mean, running_var=var,
-                                      training=training, momentum=momentum, eps=eps, device=device)
+                                      training=training, momentum=momentum, eps=eps, device=device, **mixed)
         return FunctionalLayer(step, running_mean, running_var)
 
 

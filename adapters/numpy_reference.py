@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from normspec import reference
+from normspec.dtypes import MIXED_PRECISION
 from normspec.errors import ConfigurationError
 from normspec.registry import SCALERS
 
@@ -83,7 +84,8 @@ class NumpyReferenceAdapter(FunctionalAdapter):
                               default_eps={op: 1e-5 for op in OP_NAMES})
     capabilities = Capabilities(cumulative_average=True, instance_norm_running_stats=True, backward_ops=OP_NAMES,
                                 scalers=SCALER_NAMES, given_statistics=("standard_scaler",),
-                                data_parallel=("sync_batch_norm",), data_parallel_backward=("sync_batch_norm",))
+                                data_parallel=("sync_batch_norm",), data_parallel_backward=("sync_batch_norm",),
+                                mixed_precision=MIXED_PRECISION)
 
     def standard_scaler_given(self, *, mean, std, device):
         return GivenStatisticsScaler(mean, std)
@@ -114,27 +116,29 @@ class NumpyReferenceAdapter(FunctionalAdapter):
                    [gradient[name]] + [np.zeros_like(gradient[name])] * (len(shards) - 1)
                    for name in ("weight", "bias")}}
 
-    def layer_norm(self, x, *, normalized_shape, weight, bias, eps, device):
+    def layer_norm(self, x, *, normalized_shape, weight, bias, eps, device, param_dtype=None):
         return reference.layer_norm(x, normalized_shape, weight, bias, eps=eps)
 
-    def group_norm(self, x, *, num_groups, weight, bias, eps, device):
+    def group_norm(self, x, *, num_groups, weight, bias, eps, device, param_dtype=None):
         return reference.group_norm(x, num_groups, weight, bias, eps=eps)
 
-    def rms_norm(self, x, *, normalized_shape, weight, eps, device):
+    def rms_norm(self, x, *, normalized_shape, weight, eps, device, param_dtype=None):
         return reference.rms_norm(x, normalized_shape, weight, eps=eps)
 
     def batch_norm(self, x, *, weight, bias, running_mean, running_var, training, momentum, eps,
-                   num_batches_tracked, device):
+                   num_batches_tracked, device, param_dtype=None):
         result = reference.batch_norm(x, weight, bias, running_mean, running_var, training=training,
                                       momentum=momentum, eps=eps, num_batches_tracked=num_batches_tracked)
         return result.output, result.running_mean, result.running_var
 
-    def instance_norm(self, x, *, weight, bias, running_mean, running_var, training, momentum, eps, device):
+    def instance_norm(self, x, *, weight, bias, running_mean, running_var, training, momentum, eps, device,
+                      param_dtype=None):
         result = reference.instance_norm(x, weight, bias, running_mean, running_var, momentum=momentum, eps=eps,
                                          use_input_stats=training or running_mean is None)
         return result.output, result.running_mean, result.running_var
 
-    def vjp(self, op, x, dy, *, weight, bias, running_mean, running_var, training, eps, device, **attrs):
+    def vjp(self, op, x, dy, *, weight, bias, running_mean, running_var, training, eps, device, param_dtype=None,
+            **attrs):
         if op == "batch_norm":
             return reference.batch_norm_vjp(x, dy, weight, bias, running_mean, running_var, training=training, eps=eps)
         if op == "instance_norm":

@@ -17,6 +17,8 @@ import ml_dtypes
 import numpy as np
 import torch
 
+from normspec.dtypes import MIXED_PRECISION, numpy_dtype
+
 from .base import OP_NAMES, Adapter, Capabilities, Conventions, Layer
 
 _TORCH_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16,
@@ -75,9 +77,11 @@ class TorchAdapter(Adapter):
         # inputs, float64 for float64), so there is no single number to give.
         default_eps={"batch_norm": 1e-5, "layer_norm": 1e-5, "group_norm": 1e-5,
                      "instance_norm": 1e-5, "rms_norm": None})
-    # Every op runs in every dtype on CPU in torch 2.13 (none raises "not implemented").
+    # Every op runs in every dtype on CPU in torch 2.13 (none raises "not implemented"), and float32
+    # modules take float16 and bfloat16 inputs (mixed precision, NUM-2.3).
     capabilities = Capabilities(devices=("cpu", "cuda"), cumulative_average=True,
-                                instance_norm_running_stats=True, backward_ops=OP_NAMES)
+                                instance_norm_running_stats=True, backward_ops=OP_NAMES,
+                                mixed_precision=MIXED_PRECISION)
 
     def device_status(self):
         return {"cpu": None, "cuda": None if torch.cuda.is_available()
@@ -107,24 +111,26 @@ class TorchAdapter(Adapter):
                     getattr(module, name).copy_(_to_torch(value, device))
         return module
 
-    def _module_for(self, op, x, *, weight, bias, eps, device, running_mean=None, running_var=None, **attrs):
+    def _module_for(self, op, x, *, weight, bias, eps, device, running_mean=None, running_var=None,
+                    param_dtype=None, **attrs):
         """The module of a stateless op for input x, or of a BatchNorm/InstanceNorm of x's rank
-        (InstanceNorm tracks running statistics when they are given)."""
+        (InstanceNorm tracks running statistics when they are given), in x's dtype or `param_dtype`."""
         affine, has_bias = _affine_flags(weight, bias)
+        dtype = x.dtype if param_dtype is None else numpy_dtype(param_dtype)
         params = dict(weight=weight, bias=bias)
         if op == "layer_norm":
             return self._build(torch.nn.LayerNorm, (attrs["normalized_shape"],),
-                               dict(eps=eps, elementwise_affine=affine, bias=has_bias), params, x.dtype, device)
+                               dict(eps=eps, elementwise_affine=affine, bias=has_bias), params, dtype, device)
         if op == "group_norm":
             return self._build(torch.nn.GroupNorm, (attrs["num_groups"], x.shape[1]),
-                               dict(eps=eps, affine=affine, bias=has_bias), params, x.dtype, device)
+                               dict(eps=eps, affine=affine, bias=has_bias), params, dtype, device)
         if op == "rms_norm":
             return self._build(torch.nn.RMSNorm, (attrs["normalized_shape"],),
-                               dict(eps=eps, elementwise_affine=weight is not None), dict(weight=weight), x.dtype,
+                               dict(eps=eps, elementwise_affine=weight is not None), dict(weight=weight), dtype,
                                device)
         classes, kwargs = self._stateful(op, x.shape[1], weight, bias, running_mean, eps, momentum=0.1)
         params.update(running_mean=running_mean, running_var=running_var)
-        return self._build(_by_rank(classes, np.ndim(x)), (), kwargs, params, x.dtype, device)
+        return self._build(_by_rank(classes, np.ndim(x)), (), kwargs, params, dtype, device)
 
     @staticmethod
     def _stateful(op, num_features, weight, bias, running_mean, eps, momentum):
@@ -136,29 +142,29 @@ class TorchAdapter(Adapter):
         kwargs["track_running_stats"] = running_mean is not None
         return (torch.nn.InstanceNorm1d, torch.nn.InstanceNorm2d, torch.nn.InstanceNorm3d), kwargs
 
-    def layer_norm(self, x, *, normalized_shape, weight, bias, eps, device):
+    def layer_norm(self, x, *, normalized_shape, weight, bias, eps, device, param_dtype=None):
         return self._forward(self._module_for("layer_norm", x, weight=weight, bias=bias, eps=eps, device=device,
-                                              normalized_shape=normalized_shape), x, device)
+                                              normalized_shape=normalized_shape, param_dtype=param_dtype), x, device)
 
-    def group_norm(self, x, *, num_groups, weight, bias, eps, device):
+    def group_norm(self, x, *, num_groups, weight, bias, eps, device, param_dtype=None):
         return self._forward(self._module_for("group_norm", x, weight=weight, bias=bias, eps=eps, device=device,
-                                              num_groups=num_groups), x, device)
+                                              num_groups=num_groups, param_dtype=param_dtype), x, device)
 
-    def rms_norm(self, x, *, normalized_shape, weight, eps, device):
+    def rms_norm(self, x, *, normalized_shape, weight, eps, device, param_dtype=None):
         return self._forward(self._module_for("rms_norm", x, weight=weight, bias=None, eps=eps, device=device,
-                                              normalized_shape=normalized_shape), x, device)
+                                              normalized_shape=normalized_shape, param_dtype=param_dtype), x, device)
 
     def batch_norm_layer(self, *, num_features, dtype, weight, bias, running_mean, running_var,
-                         momentum, eps, device):
+                         momentum, eps, device, param_dtype=None):
         # running_mean/var None keeps the fresh buffers (zeros, ones); momentum None is
-        # torch's cumulative average.
-        return self._layer("batch_norm", num_features, dtype, weight, bias, running_mean, running_var, momentum,
-                           eps, device)
+        # torch's cumulative average. The module's dtype is its parameters' (NUM-2.3).
+        return self._layer("batch_norm", num_features, param_dtype or dtype, weight, bias, running_mean, running_var,
+                           momentum, eps, device)
 
     def instance_norm_layer(self, *, num_features, dtype, weight, bias, running_mean, running_var,
-                            momentum, eps, device):
-        return self._layer("instance_norm", num_features, dtype, weight, bias, running_mean, running_var, momentum,
-                           eps, device)
+                            momentum, eps, device, param_dtype=None):
+        return self._layer("instance_norm", num_features, param_dtype or dtype, weight, bias, running_mean,
+                           running_var, momentum, eps, device)
 
     def _layer(self, op, num_features, dtype, weight, bias, running_mean, running_var, momentum, eps, device):
         classes, kwargs = self._stateful(op, num_features, weight, bias, running_mean, eps, momentum)

@@ -58,8 +58,10 @@ def reference(adapter: Adapter, case: Case):
     x = case.inputs[0]
     _, steps = row.reference(x, **arguments, exact=True, return_steps=True)
     gradient = row.vjp(x, case.cotangent, **arguments, exact=True)
+    parameter_dtype = numpy_dtype(case.parameter_dtype)
     bounds = tolerance.vjp_bounds(steps, case.cotangent, broadcast_weight(case), gradient,
-                                  input_dtype=numpy_dtype(case.dtype),
+                                  input_dtype=numpy_dtype(case.dtype), weight_dtype=parameter_dtype,
+                                  bias_dtype=parameter_dtype,
                                   slice_ids=slice_ids(case.op, case.shape, case.attrs, case.channel_axis),
                                   parameter_axes=parameter_axes(case), frozen=frozen(case))
     return gradient, steps, bounds
@@ -71,7 +73,7 @@ def observe_vjp(adapter: Adapter, case: Case, device: str, context: Context | No
     and GRAD-8.2 (dtypes)."""
     context = context or Context(adapter.id, case.op, case.dtype, device, case.shape, case=case)
     p = case.params
-    attrs = dict(case.attrs)
+    attrs = dict(case.attrs, **({"param_dtype": case.param_dtype} if case.mixed else {}))
     with adapter_call(context, "vjp", "GRAD-1", unchanged=arrays_kept_unchanged(case, x=case.inputs[0], dy=case.cotangent)):
         observed = adapter.vjp(case.op, case.inputs[0], case.cotangent, weight=p.get("weight"),
                                bias=p.get("bias"), running_mean=p.get("running_mean"),
@@ -79,9 +81,9 @@ def observe_vjp(adapter: Adapter, case: Case, device: str, context: Context | No
                                device=device, **attrs)
     if not isinstance(observed, dict):
         context.fail("GRAD-7.2", "vjp", f"returned {type(observed).__name__}, not a dict with 'x', 'weight', 'bias'")
-    dtype = numpy_dtype(case.dtype)
     gradients = {}
     for name in GRADIENTS:
+        dtype = numpy_dtype(case.dtype if name == "x" else case.parameter_dtype)  # GRAD-8.2
         given = case.inputs[0] if name == "x" else p.get(name)
         value = observed.get(name)
         what = f"d{name} ({'training' if case.training[0] else 'evaluation'})" if OPS[case.op].stateful else f"d{name}"
@@ -93,7 +95,8 @@ def observe_vjp(adapter: Adapter, case: Case, device: str, context: Context | No
         if value is None:
             context.fail("GRAD-7.2", what, "missing: every differentiable input present needs a gradient")
         value = check_array(value, shape=given.shape, dtype=dtype, context=context, what=what,
-                            shape_clause="GRAD-1", dtype_clause="GRAD-8.2")
+                            shape_clause="GRAD-1", dtype_clause="GRAD-8.2",
+                            dtype_source="the input dtype" if name == "x" else "the parameter's dtype")
         gradients[name] = value.astype(np.float64)
     return gradients
 
@@ -108,13 +111,13 @@ def run_vjp_case(adapter: Adapter, case: Case, device: str, *, clause: str | Non
     context = Context(adapter.id, case.op, case.dtype, device, case.shape, case=case)
     observed = observe_vjp(adapter, case, device, context)
     expected, _, bounds = reference(adapter, case)
-    dtype = numpy_dtype(case.dtype)
     mode = ("evaluation" if frozen(case) else "training") if OPS[case.op].stateful else ""
     for name in GRADIENTS:
         if observed[name] is None:
             continue
         cited = clause or ("GRAD-6.3" if name != "x" else "GRAD-6.2" if frozen(case) else "GRAD-6.1")
         assert_within(observed[name], expected[name], bounds[name], clause=cited, context=context,
-                      what=f"d{name} {mode}".strip(), dtype=dtype)
+                      what=f"d{name} {mode}".strip(),
+                      dtype=numpy_dtype(case.dtype if name == "x" else case.parameter_dtype))
     return observed
 

@@ -28,10 +28,23 @@ class Case:
     exact_statistics: bool = False  # NUM-1.4 inputs
     family: str = ""
     cotangent: np.ndarray | None = None  # dy of a backward case (normspec.backward), the input's shape and dtype
+    # The dtype of the affine parameters and running statistics (NUM-2.3), None for the input's: float32 with
+    # float16 or bfloat16 inputs is mixed precision.
+    param_dtype: str | None = None
 
     @property
     def shape(self) -> tuple:
         return self.inputs[0].shape
+
+    @property
+    def parameter_dtype(self) -> str:
+        """The name of the parameters' and running statistics' dtype (NUM-2.3)."""
+        return self.param_dtype or self.dtype
+
+    @property
+    def mixed(self) -> bool:
+        """Whether the parameters' dtype differs from the input's (mixed precision, NUM-2.3)."""
+        return self.parameter_dtype != self.dtype
 
     def save(self, path) -> None:
         """Write the case as .npz (loads without pickle)."""
@@ -42,7 +55,7 @@ class Case:
         meta = repr({"op": self.op, "dtype": self.dtype, "training": self.training, "eps": self.eps,
                      "attrs": self.attrs, "momentum": self.momentum, "channel_axis": self.channel_axis,
                      "exact_statistics": self.exact_statistics, "family": self.family,
-                     "params": sorted(self.params)})
+                     "param_dtype": self.param_dtype, "params": sorted(self.params)})
         np.savez(path, meta=np.array(meta), **arrays)
 
     @classmethod
@@ -51,7 +64,9 @@ class Case:
         with np.load(path, allow_pickle=False) as data:
             meta = ast.literal_eval(str(data["meta"]))
             dtype = numpy_dtype(meta["dtype"])
+            param_dtype = numpy_dtype(meta.get("param_dtype") or meta["dtype"])  # cases saved before 0.5 have none
             inputs = [data[f"input_{i}"].astype(dtype) for i in range(len(meta["training"]))]
-            params = {k: data[f"param_{k}"].astype(dtype) if f"param_{k}" in data else None for k in meta.pop("params")}
+            params = {k: data[f"param_{k}"].astype(param_dtype) if f"param_{k}" in data else None
+                      for k in meta.pop("params")}
             cotangent = data["cotangent"].astype(dtype) if "cotangent" in data else None
         return cls(inputs=inputs, params=params, cotangent=cotangent, **meta)

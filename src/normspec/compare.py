@@ -39,7 +39,9 @@ class Context:
     law: tuple | None = None
 
     def header(self, what: str) -> str:
-        return f"{self.adapter} {self.op} {what}, input shape {self.shape}, {self.dtype}, {self.device}"
+        dtypes = (f"{self.dtype} with {self.case.param_dtype} parameters"
+                  if getattr(self.case, "mixed", False) else self.dtype)
+        return f"{self.adapter} {self.op} {what}, input shape {self.shape}, {dtypes}, {self.device}"
 
     def fail(self, clause: str, what: str, detail: str, worst: tuple | None = None):
         from normspec.failures import repro_snippet
@@ -53,9 +55,10 @@ def _indent(text: str) -> str:
 
 
 def check_array(observed, *, shape: tuple, dtype, context: Context, what: str = "output",
-                shape_clause: str = "GEN-3", dtype_clause: str = "NUM-2.2") -> np.ndarray:
+                shape_clause: str = "GEN-3", dtype_clause: str = "NUM-2.2",
+                dtype_source: str = "the input dtype") -> np.ndarray:
     """A NumPy array of the expected shape (GEN-3; GRAD-1 for gradients) and dtype
-    (NUM-2.2; GRAD-8.2 for gradients)."""
+    (NUM-2.2; GRAD-8.2 for gradients); `dtype_source` says whose dtype that is."""
     if observed is None:
         context.fail(shape_clause, what, "returned None instead of an array")
     if not isinstance(observed, np.ndarray):
@@ -63,7 +66,7 @@ def check_array(observed, *, shape: tuple, dtype, context: Context, what: str = 
     if observed.shape != tuple(shape):
         context.fail(shape_clause, what, f"has shape {observed.shape}, expected {tuple(shape)}")
     if observed.dtype != np.dtype(dtype):
-        context.fail(dtype_clause, what, f"has dtype {observed.dtype}, expected the input dtype {np.dtype(dtype)}")
+        context.fail(dtype_clause, what, f"has dtype {observed.dtype}, expected {dtype_source} {np.dtype(dtype)}")
     return observed
 
 

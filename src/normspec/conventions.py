@@ -34,15 +34,17 @@ def make_layer(adapter: Adapter, case: Case, device: str):
     """The adapter's implementation of case.op as a callable f(x, training) -> output,
     with `running_stats()` for stateful ops."""
     p, row = case.params, OPS[case.op]
+    # Only an adapter that declares mixed precision gets `param_dtype` (Capabilities.mixed_precision).
+    mixed = {"param_dtype": case.param_dtype} if case.mixed else {}
     if row.stateful:
         build = getattr(adapter, f"{case.op}_layer")
         channels = case.shape[case.channel_axis]
         # Copies: the running statistics become the layer's state, which it may update in place (GEN-6).
         state = {name: None if p.get(name) is None else p[name].copy() for name in ("running_mean", "running_var")}
         return build(num_features=channels, dtype=case.dtype, weight=p.get("weight"), bias=p.get("bias"), **state,
-                     momentum=adapter_momentum(adapter, case.momentum), eps=case.eps, device=device)
+                     momentum=adapter_momentum(adapter, case.momentum), eps=case.eps, device=device, **mixed)
     function = getattr(adapter, case.op)
-    kwargs = dict(case.attrs, weight=p.get("weight"), eps=case.eps, device=device)
+    kwargs = dict(case.attrs, weight=p.get("weight"), eps=case.eps, device=device, **mixed)
     if row.has_bias:
         kwargs["bias"] = p.get("bias")
     return StatelessLayer(function, kwargs)

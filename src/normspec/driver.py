@@ -69,7 +69,8 @@ def read_running_stats(layer, case: Case, context: Context):
     channels = case.shape[case.channel_axis]
     values = []
     for name, value in (("running mean", mean), ("running variance", var)):
-        value = check_array(value, shape=(channels,), dtype=numpy_dtype(case.dtype), context=context, what=name)
+        value = check_array(value, shape=(channels,), dtype=numpy_dtype(case.parameter_dtype), context=context,
+                            what=name, dtype_source="the parameters' dtype (NUM-2.3)" if case.mixed else "the input dtype")
         values.append(value.astype(np.float64))
     return tuple(values)
 
@@ -98,6 +99,7 @@ def check_running_update(case, x, training, old, new, result, steps, trained, co
     samples = x.shape[0] if case.op == "instance_norm" else 0  # IN-3 averages N instance statistics
     terms = tolerance.batch_statistic_terms(steps, shape=x.shape, channel_axis=channel_axis, samples=samples,
                                             input_dtype=dtype)
+    statistic_dtype = numpy_dtype(case.parameter_dtype)
     # NUM-4.2: statistics updated from a slice holding +-Inf (and no NaN) may be NaN or +-Inf.
     x64 = x.astype(np.float64)
     infinite = np.isinf(x64).any(axis=others) & ~np.isnan(x64).any(axis=others)
@@ -106,9 +108,9 @@ def check_running_update(case, x, training, old, new, result, steps, trained, co
             terms.items(), old, new, (result.running_mean, result.running_var)):
         expected = np.where(infinite & ~np.isfinite(after), after, expected)
         bound = tolerance.running_bound(alpha=alpha, old=before, batch_statistic=batch, new=expected,
-                                        batch_error=error, input_dtype=dtype)
+                                        batch_error=error, input_dtype=dtype, statistic_dtype=statistic_dtype)
         assert_within(after, expected, bound, clause=route, context=context, what=f"{name} after {label}",
-                      dtype=dtype, nan_allowed=oracle.running_nan_allowed(before, alpha))
+                      dtype=statistic_dtype, nan_allowed=oracle.running_nan_allowed(before, alpha))
 
 
 def observe(adapter: Adapter, case: Case, device: str, *, what: str = "output") -> np.ndarray:

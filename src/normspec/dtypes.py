@@ -6,6 +6,8 @@ import numpy as np
 
 DTYPES = ("float16", "bfloat16", "float32", "float64")
 HALF_DTYPES = ("float16", "bfloat16")
+# The (input, parameter) dtype pairs of mixed precision that NUM-2.3 defines.
+MIXED_PRECISION = (("float16", "float32"), ("bfloat16", "float32"))
 
 
 def numpy_dtype(name: str) -> np.dtype:

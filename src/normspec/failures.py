@@ -24,7 +24,8 @@ def case_name(case, adapter_id: str, device: str) -> str:
     arrays = case.inputs + ([] if case.cotangent is None else [case.cotangent])
     digest = hashlib.sha1(b"".join(x.tobytes() for x in arrays) + repr(case.params.keys()).encode())
     safe_adapter = "".join(c if c.isalnum() or c in "-_" else "_" for c in adapter_id)
-    return f"{safe_adapter}-{case.op}-{case.dtype}-{device}-{digest.hexdigest()[:12]}"
+    dtypes = f"{case.dtype}-{case.param_dtype}" if case.mixed else case.dtype
+    return f"{safe_adapter}-{case.op}-{dtypes}-{device}-{digest.hexdigest()[:12]}"
 
 
 def _printable(case) -> bool:
@@ -70,14 +71,15 @@ def _case_code(name: str, case, adapter_id: str, device: str) -> str:
     if not _printable(case):
         return f"{name} = Case.load({str(failure_dir() / (case_name(case, adapter_id, device) + '.npz'))!r})\n"
 
-    def array(a):
-        return array_source(a, case.dtype)
+    def array(a, dtype=case.dtype):
+        return array_source(a, dtype)
 
-    return (f"{name} = Case(op={case.op!r}, dtype={case.dtype!r}, eps={case.eps!r}, attrs={case.attrs!r},\n"
+    mixed = f", param_dtype={case.param_dtype!r}" if case.mixed else ""
+    return (f"{name} = Case(op={case.op!r}, dtype={case.dtype!r}{mixed}, eps={case.eps!r}, attrs={case.attrs!r},\n"
             f"    inputs=[{', '.join(array(x) for x in case.inputs)}],\n"
             f"    training={case.training!r}, momentum={case.momentum!r}, channel_axis={case.channel_axis},\n"
             f"    exact_statistics={case.exact_statistics}, family={case.family!r},\n"
-            "    params={" + ", ".join(f"{k!r}: {array(v)}" for k, v in case.params.items()) + "}"
+            "    params={" + ", ".join(f"{k!r}: {array(v, case.parameter_dtype)}" for k, v in case.params.items()) + "}"
             + (f",\n    cotangent={array(case.cotangent)})\n" if case.cotangent is not None else ")\n"))
 
 

@@ -126,8 +126,12 @@ def fill(rng, family: str, shape: tuple, ids: np.ndarray, dtype, eps: float) -> 
 
 @st.composite
 def cases(draw, *, op: str, dtype: str, channel_axis: int = 1, families=FAMILIES, affine=None,
-          running_stats=None, steps=None, cumulative: bool = False, min_reduction: int = 1):
+          running_stats=None, steps=None, cumulative: bool = False, min_reduction: int = 1,
+          param_dtype: str | None = None):
     """A Case for `op` in `dtype`: shape, parameters, steps and values.
+
+    param_dtype: the dtype of the affine parameters and running statistics (NUM-2.3), None for
+    `dtype`'s.
 
     affine: None draws it; True/False forces weight and bias. running_stats: for
     stateful ops, None draws fresh/loaded state (instance_norm: tracked or not).
@@ -135,8 +139,11 @@ def cases(draw, *, op: str, dtype: str, channel_axis: int = 1, families=FAMILIES
     cumulative allows momentum None (BN-4.2) when the adapter supports it.
     """
     _validate(op, dtype, channel_axis, families)
+    if param_dtype is not None and param_dtype not in DTYPES:
+        raise ValueError(f"param_dtype={param_dtype!r} is not one of {', '.join(DTYPES)} (NUM-2.3)")
     CURRENT.counters.cases_drawn += 1
     row, np_dtype = OPS[op], numpy_dtype(dtype)
+    parameter_dtype = numpy_dtype(param_dtype or dtype)
     shape, attrs = draw(shapes(op=op, channel_axis=channel_axis, min_reduction=min_reduction))
     family = draw(_choice(tuple(families)))
     rng = np.random.default_rng(draw(SEEDS))
@@ -149,21 +156,22 @@ def cases(draw, *, op: str, dtype: str, channel_axis: int = 1, families=FAMILIES
     with_affine = draw(_BOOLEAN) if affine is None else affine
     params = {}
     if with_affine:
-        params["weight"] = (rng.uniform(0.5, 2, params_shape) * rng.choice([-1, 1], params_shape)).astype(np_dtype)
+        params["weight"] = (rng.uniform(0.5, 2, params_shape) * rng.choice([-1, 1], params_shape)).astype(parameter_dtype)
         # The adapter interface's RMSNorm has no bias: most frameworks have none (RMS-3).
-        bias = np.round(rng.uniform(-2, 2, params_shape), 2).astype(np_dtype)
+        bias = np.round(rng.uniform(-2, 2, params_shape), 2).astype(parameter_dtype)
         params["bias"] = bias if row.has_bias else None
     else:
         params["weight"] = params["bias"] = None
     if row.stateful:
         loaded = draw(_BOOLEAN) if running_stats is None else running_stats
         channels = shape[channel_axis]
-        params["running_mean"] = np.round(rng.uniform(-2, 2, channels), 2).astype(np_dtype) if loaded else None
-        params["running_var"] = np.round(rng.uniform(0.25, 4, channels), 2).astype(np_dtype) if loaded else None
+        params["running_mean"] = np.round(rng.uniform(-2, 2, channels), 2).astype(parameter_dtype) if loaded else None
+        params["running_var"] = np.round(rng.uniform(0.25, 4, channels), 2).astype(parameter_dtype) if loaded else None
     cumulative = cumulative and op == "batch_norm"  # BN-4.2 is BatchNorm's alone (IN-3)
     momentum = draw(_choice(_MOMENTA + ((None,) if cumulative else ())))
     return Case(op=op, dtype=dtype, inputs=inputs, training=list(steps), eps=eps, attrs=attrs, params=params,
-                momentum=momentum, channel_axis=channel_axis, exact_statistics=_exact(op, family), family=family)
+                momentum=momentum, channel_axis=channel_axis, exact_statistics=_exact(op, family), family=family,
+                param_dtype=None if param_dtype in (None, dtype) else param_dtype)
 
 
 def _exact(op: str, family: str) -> bool:

@@ -79,22 +79,26 @@ def output_bound(steps: Steps, output: np.ndarray, weight, bias, *, input_dtype,
                 + half_rounded_up(tiny_out))
 
 
-def running_bound(*, alpha: float, old, batch_statistic, new, batch_error, input_dtype) -> np.ndarray:
+def running_bound(*, alpha: float, old, batch_statistic, new, batch_error, input_dtype,
+                  statistic_dtype=None) -> np.ndarray:
     """NUM-1.5: the error allowed in a running statistic after one training step, in any form
     BN-4.1 admits.
 
     `batch_error` is the allowed error of the batch statistic (delta_s). The increment form
     s_old + alpha (s_batch - s_old) adds 3u alpha |s_batch - s_old| (spec/rationale.md, NUM-1.5),
     taken as 3u |s_new - s_old| from the reference's `new`: it needs neither the batch statistic's
-    sign nor the estimator.
+    sign nor the estimator. `statistic_dtype` is the running statistic's own (NUM-2.3), by default
+    the input's.
     """
     u = compute_roundoff(input_dtype)
-    u_out = unit_roundoff(input_dtype)
+    statistic_dtype = input_dtype if statistic_dtype is None else statistic_dtype
+    u_out = unit_roundoff(statistic_dtype)
     old64, new64 = np.asarray(old, dtype=np.float64), np.asarray(new, dtype=np.float64)
     with np.errstate(invalid="ignore"):  # non-finite statistics (NUM-4.3) are compared exactly, not by this bound
         return (alpha * batch_error
                 + 3 * u * (np.abs((1 - alpha) * old64) + np.abs(alpha * batch_statistic) + np.abs(new64 - old64))
-                + u_out * np.abs(new64) + compute_subnormal(input_dtype) + half_rounded_up(smallest_subnormal(input_dtype)))
+                + u_out * np.abs(new64) + compute_subnormal(input_dtype)
+                + half_rounded_up(smallest_subnormal(statistic_dtype)))
 
 
 def batch_statistic_errors(steps: Steps, *, input_dtype, replicas: int | None = None):

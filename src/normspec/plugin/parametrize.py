@@ -7,7 +7,9 @@ import pytest
 from normspec.dtypes import DTYPES
 from normspec.registry import DEVICES, OP_NAMES
 
-FIXTURES = ("adapter", "op", "dtype", "device")
+# param_dtype: a test of mixed precision (NUM-2.3) runs once per parameter dtype the adapter pairs with
+# the input dtype (Capabilities.mixed_precision), and not at all for an adapter that declares none.
+FIXTURES = ("adapter", "op", "dtype", "device", "param_dtype")
 
 
 def marker_args(function, name: str) -> tuple:
@@ -45,17 +47,19 @@ def parametrize(metafunc, suite) -> None:
                       if "dtype" in names else [None])
             for dtype in dtypes:
                 devices = [d for d in suite.devices if d in status and d in test_devices] if "device" in names else [None]
-                for device in devices:
-                    for extra in per_op[1](op) if per_op else [None]:
-                        values = {"adapter": adapter, "op": op, "dtype": dtype, "device": device}
-                        if per_op:
-                            values[per_op[0]] = extra
-                        reason = status.get(device) if device else None
-                        marks = [pytest.mark.skip(reason=f"not run: {reason}")] if reason else []
-                        if reason:
-                            suite.device_notes[(adapter.id, device)] = reason
-                        params.append(pytest.param(*(values[n] for n in names), marks=marks))
-                        ids.append("-".join(str(values[n].id if n == "adapter" else values[n]) for n in names))
+                parameter_dtypes = caps.parameter_dtypes_for(op, dtype) if "param_dtype" in names else [None]
+                for device, param_dtype, extra in ((d, p, e) for d in devices for p in parameter_dtypes
+                                                   for e in (per_op[1](op) if per_op else [None])):
+                    values = {"adapter": adapter, "op": op, "dtype": dtype, "device": device,
+                              "param_dtype": param_dtype}
+                    if per_op:
+                        values[per_op[0]] = extra
+                    reason = status.get(device) if device else None
+                    marks = [pytest.mark.skip(reason=f"not run: {reason}")] if reason else []
+                    if reason:
+                        suite.device_notes[(adapter.id, device)] = reason
+                    params.append(pytest.param(*(values[n] for n in names), marks=marks))
+                    ids.append("-".join(str(values[n].id if n == "adapter" else values[n]) for n in names))
     metafunc.parametrize(names, params, ids=ids)
 
 

@@ -5,6 +5,7 @@ in `normspec.zoo.correct`, with one bug, an id "mutant-<name>", the clause it
 violates and the clauses a failure may cite (`caught_by`). The themes:
 
     mutants_numerics  eps, variance, precision, dtypes, degenerate inputs, tiled kernels, ERR-1
+    mutants_mixed     mixed precision: float32 parameters and running statistics with half inputs
     mutants_layout    reduction axes, channel layout, grouping, the affine step, RMSNorm
     mutants_state     training and evaluation, running statistics, momentum, BN-5
     mutants_backward  the backward pass: GRAD-3/4/5 paths, parameter sums, GRAD-7, GRAD-8.1
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import inspect
 
-from . import data_parallel, mutants_backward, mutants_layout, mutants_numerics, mutants_state, scalers
+from . import data_parallel, mutants_backward, mutants_layout, mutants_mixed, mutants_numerics, mutants_state, scalers
 from ._base import NUMERIC, Mutant
 from .correct import CORRECT
 
@@ -33,7 +34,7 @@ def _declared(module) -> list:
     return sorted(found, key=lambda cls: inspect.getsourcelines(cls)[1])
 
 
-MUTANTS = tuple(cls for module in (mutants_numerics, mutants_layout, mutants_state, mutants_backward, scalers,
+MUTANTS = tuple(cls for module in (mutants_numerics, mutants_mixed, mutants_layout, mutants_state, mutants_backward, scalers,
                                    data_parallel)
                 for cls in _declared(module))
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from normspec.adapters import OP_NAMES, Capabilities, Conventions
+from normspec.dtypes import MIXED_PRECISION
 
 from .kernel import TwoPassKernel, out_of_range_nan
 
@@ -37,7 +38,8 @@ class KahanKernel(TwoPassKernel):
     id = "zoo-kahan"
     conventions = Conventions(channel_axis=-1, momentum_weights="old_value", running_var_estimator="biased",
                               default_eps={op: 1e-5 for op in OP_NAMES})
-    capabilities = Capabilities(cumulative_average=False, instance_norm_running_stats=True, backward_ops=OP_NAMES)
+    capabilities = Capabilities(cumulative_average=False, instance_norm_running_stats=True, backward_ops=OP_NAMES,
+                                mixed_precision=MIXED_PRECISION)
 
     @staticmethod
     def _kahan_sum(values):

@@ -7,7 +7,8 @@ It is the kind of NumPy kernel a framework ships: it computes in float32 for
 float16/bfloat16/float32 inputs and in float64 for float64 inputs, takes the mean (in two
 parts: the plain mean corrected by the mean of the residuals) and then the two-pass
 variance mean((x - mean)^2), normalizes with 1/sqrt(var + eps) and rounds once to the
-input dtype. Its backward recomputes the statistics with the forward's steps, forms
+input dtype; float32 parameters and running statistics with half inputs (mixed precision,
+NUM-2.3) are used in float32 and the statistics returned in their own dtype. Its backward recomputes the statistics with the forward's steps, forms
 g = gamma dy, and takes dx in the fused form of GRAD-3's note (mean(g) and
 mean(g (x - mu)) in one pass over the cotangent; GRAD-4 for RMSNorm, GRAD-5 with frozen
 statistics) and the GRAD-2 sums, all in the compute dtype (float32 for half inputs,
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from normspec.dtypes import numpy_dtype
+from normspec.dtypes import MIXED_PRECISION, numpy_dtype
 from normspec.adapters import OP_NAMES, Capabilities, Conventions, FunctionalAdapter
 
 
@@ -50,7 +51,8 @@ class TwoPassKernel(FunctionalAdapter):
     framework = "numpy"
     # Channels first, new-batch momentum, unbiased running variance: Conventions' defaults.
     conventions = Conventions(default_eps=dict.fromkeys(OP_NAMES, 1e-5))
-    capabilities = Capabilities(cumulative_average=True, instance_norm_running_stats=True, backward_ops=OP_NAMES)
+    capabilities = Capabilities(cumulative_average=True, instance_norm_running_stats=True, backward_ops=OP_NAMES,
+                                mixed_precision=MIXED_PRECISION)
 
     # ------------------------------------------------------------------ the steps
     # Mutants override these. `rows` is a 2-D array (slices, n) in the compute dtype.
@@ -169,7 +171,7 @@ class TwoPassKernel(FunctionalAdapter):
     # ------------------------------------------------------------------ ops
 
     @_quiet
-    def layer_norm(self, x, *, normalized_shape, weight, bias, eps, device):
+    def layer_norm(self, x, *, normalized_shape, weight, bias, eps, device, param_dtype=None):
         self._check_input(x)
         shape = self._normalized_shape(x, normalized_shape)
         self._check_eps(eps)
@@ -192,7 +194,7 @@ class TwoPassKernel(FunctionalAdapter):
         return x.reshape(-1, int(np.prod(normalized_shape)))
 
     @_quiet
-    def rms_norm(self, x, *, normalized_shape, weight, eps, device):
+    def rms_norm(self, x, *, normalized_shape, weight, eps, device, param_dtype=None):
         self._check_input(x)
         shape = self._normalized_shape(x, normalized_shape)
         self._check_eps(eps)
@@ -202,7 +204,7 @@ class TwoPassKernel(FunctionalAdapter):
         return self.to_output(y, x.dtype)
 
     @_quiet
-    def group_norm(self, x, *, num_groups, weight, bias, eps, device):
+    def group_norm(self, x, *, num_groups, weight, bias, eps, device, param_dtype=None):
         self._check_input(x, (2, 5))
         self._check_eps(eps)
         compute = self.compute_dtype(x.dtype)
@@ -222,7 +224,7 @@ class TwoPassKernel(FunctionalAdapter):
 
     @_quiet
     def batch_norm(self, x, *, weight, bias, running_mean, running_var, training, momentum, eps,
-                   num_batches_tracked, device):
+                   num_batches_tracked, device, param_dtype=None):
         self._check_input(x, (2, 5))
         self._check_eps(eps)
         self._check_momentum(momentum, allow_none=True)
@@ -266,7 +268,7 @@ class TwoPassKernel(FunctionalAdapter):
         return (ncl - mean.reshape(shape)) * self.inverse_std(variance.reshape(shape), eps)
 
     @_quiet
-    def instance_norm(self, x, *, weight, bias, running_mean, running_var, training, momentum, eps, device):
+    def instance_norm(self, x, *, weight, bias, running_mean, running_var, training, momentum, eps, device, param_dtype=None):
         self._check_input(x, (3, 5))
         self._check_eps(eps)
         tracked = running_mean is not None
