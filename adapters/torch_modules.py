@@ -4,7 +4,11 @@
 in their default configuration (no numerics option switched off), on "cpu" and "cuda",
 in float16, bfloat16, float32 and float64. `torch-channels-last` runs the same modules
 with 4-D and 5-D inputs (and the module) in torch.channels_last / channels_last_3d
-memory format; the logical layout stays (N, C, ...).
+memory format; the logical layout stays (N, C, ...). Mixed precision (NUM-2.3) is float32
+modules fed float16/bfloat16 inputs; on CPU `torch.autocast` runs these five modules
+bit-identically to that, forward and backward (measured with torch 2.13.0, docs/benchmarks.md),
+so these items certify autocast on CPU too. On CUDA autocast casts LayerNorm and GroupNorm
+inputs to float32 first; that path is not run here.
 
 Checked against torch 2.13.0 (CPU build) and torch 2.11.0+cu130 (CUDA, on an H200).
 """
