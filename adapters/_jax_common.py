@@ -22,6 +22,7 @@ import jax
 jax.config.update("jax_enable_x64", True)
 
 import numpy as np  # noqa: E402
+from normspec.dtypes import MIXED_PRECISION  # noqa: E402
 
 from . import _jax_executables as executables  # noqa: E402
 from ._jax_process import JIT_COUNTS, cache  # noqa: E402
@@ -50,6 +51,14 @@ class LayerStructure:
     use_scale: bool
     use_bias: bool
     num_groups: int | None = None
+    # The parameters' (and BatchNorm statistics') dtype where it is not the input's: mixed
+    # precision (NUM-2.3), the module built with dtype=<input dtype>, param_dtype=float32.
+    param_dtype: str | None = None
+
+    @property
+    def parameter_dtype(self) -> str:
+        """The module's param_dtype: the input dtype, or the mixed-precision parameter dtype."""
+        return self.param_dtype or self.dtype
 
     @property
     def axes(self) -> tuple:
@@ -109,9 +118,10 @@ class FlaxAdapter(Adapter):
         channel_axis=-1, momentum_weights="old_value", running_var_estimator="biased",
         default_eps={"batch_norm": 1e-5, "layer_norm": 1e-6, "group_norm": 1e-6,
                      "instance_norm": 1e-6, "rms_norm": 1e-6})
+    # Mixed precision (NUM-2.3): the modules' dtype=<float16/bfloat16 input>, param_dtype=float32.
     capabilities = Capabilities(devices=("cpu", "cuda"), cumulative_average=False,
                                 instance_norm_running_stats=False,
-                                backward_ops=OP_NAMES)
+                                backward_ops=OP_NAMES, mixed_precision=MIXED_PRECISION)
 
     def device_status(self) -> dict:
         return {"cpu": None, "cuda": gpu_status()}
@@ -149,27 +159,31 @@ class FlaxAdapter(Adapter):
                                 device)
         return to_numpy(output)
 
-    def layer_norm(self, x, *, normalized_shape, weight, bias, eps, device):
-        structure = LayerStructure("layer_norm", str(x.dtype), _shape(normalized_shape), weight is not None, bias is not None)
+    def layer_norm(self, x, *, normalized_shape, weight, bias, eps, device, param_dtype=None):
+        structure = LayerStructure("layer_norm", str(x.dtype), _shape(normalized_shape), weight is not None, bias is not None,
+                                   param_dtype=param_dtype)
         return self._stateless(structure, eps, x, weight, bias, device)
 
-    def rms_norm(self, x, *, normalized_shape, weight, eps, device):
-        structure = LayerStructure("rms_norm", str(x.dtype), _shape(normalized_shape), weight is not None, False)
+    def rms_norm(self, x, *, normalized_shape, weight, eps, device, param_dtype=None):
+        structure = LayerStructure("rms_norm", str(x.dtype), _shape(normalized_shape), weight is not None, False,
+                                   param_dtype=param_dtype)
         return self._stateless(structure, eps, x, weight, None, device)
 
-    def group_norm(self, x, *, num_groups, weight, bias, eps, device):
+    def group_norm(self, x, *, num_groups, weight, bias, eps, device, param_dtype=None):
         structure = LayerStructure("group_norm", str(x.dtype), (x.shape[-1],), weight is not None, bias is not None,
-                    num_groups=python_int(num_groups))
+                    num_groups=python_int(num_groups), param_dtype=param_dtype)
         return self._stateless(structure, eps, x, weight, bias, device)
 
     def instance_norm_layer(self, *, num_features, dtype, weight, bias, running_mean, running_var,
-                            momentum, eps, device):
+                            momentum, eps, device, param_dtype=None):
         if running_mean is not None or running_var is not None:
             raise NotImplementedError("Flax InstanceNorm keeps no running statistics (IN-3)")
-        structure = LayerStructure("instance_norm", str(np.dtype(dtype)), (num_features,), weight is not None, bias is not None)
+        structure = LayerStructure("instance_norm", str(np.dtype(dtype)), (num_features,), weight is not None, bias is not None,
+                                   param_dtype=param_dtype)
         return _StatelessLayer(self, structure, eps, weight, bias, device)
 
-    def vjp(self, op, x, dy, *, weight, bias, running_mean, running_var, training, eps, device, **attrs):
+    def vjp(self, op, x, dy, *, weight, bias, running_mean, running_var, training, eps, device, param_dtype=None,
+            **attrs):
         """jax.vjp of the forward's module call w.r.t. x and the params in use (GRAD-1). BatchNorm:
         training normalizes with the batch statistics (the stats update is discarded), evaluation
         with the given running statistics (a fresh layer's own when None); they are never
@@ -179,7 +193,7 @@ class FlaxAdapter(Adapter):
         features = _shape(attrs["normalized_shape"]) if op in ("layer_norm", "rms_norm") else (x.shape[-1],)
         groups = python_int(attrs["num_groups"]) if op == "group_norm" else None
         structure = LayerStructure(op, str(x.dtype), features, weight is not None, bias is not None and op != "rms_norm",
-                    num_groups=groups)
+                    num_groups=groups, param_dtype=param_dtype)
         eps, stats = float(eps), None
         if op == "batch_norm":
             if running_mean is None or running_var is None:
@@ -194,10 +208,11 @@ class FlaxAdapter(Adapter):
         return {"x": to_numpy(dx), "weight": to_numpy(dparams.get("scale")), "bias": to_numpy(dparams.get("bias"))}
 
     def batch_norm_layer(self, *, num_features, dtype, weight, bias, running_mean, running_var,
-                         momentum, eps, device):
+                         momentum, eps, device, param_dtype=None):
         if momentum is None:
             raise NotImplementedError("Flax BatchNorm has no cumulative average (BN-4.2)")
-        structure = LayerStructure("batch_norm", str(np.dtype(dtype)), (num_features,), weight is not None, bias is not None)
+        structure = LayerStructure("batch_norm", str(np.dtype(dtype)), (num_features,), weight is not None, bias is not None,
+                                   param_dtype=param_dtype)
         eps, momentum = float(eps), float(momentum)
         if running_mean is None or running_var is None:
             stats = self._fresh_stats(structure, eps, momentum)

@@ -13,7 +13,9 @@ Conventions (Equinox's own):
   (the default, which warns and is "ema" in 0.13.8), `equinox-bn-batch` with mode="batch"
   (BatchNorm only: the other modules have no mode).
 - Every module gets dtype = the input dtype (parameters and BatchNorm state), the
-  configuration whose output has the input's dtype.
+  configuration whose output has the input's dtype; under mixed precision (NUM-2.3) dtype =
+  float32 (Equinox's default outside x64 mode) with a float16/bfloat16 input, which LayerNorm,
+  GroupNorm and RMSNorm compute in float32 and return in the input's dtype.
 - Absent affine parameters: LayerNorm gets use_weight/use_bias; RMSNorm gets use_bias=False
   (Equinox's default is True; the spec's RMSNorm has no bias) and use_weight; GroupNorm and
   BatchNorm have one flag, channelwise_affine, for both, so a lone weight or bias is given
@@ -39,6 +41,7 @@ from pathlib import Path
 import equinox as eqx
 import jax
 import numpy as np
+from normspec.dtypes import MIXED_PRECISION
 
 from . import _jax_executables as executables
 from ._jax_common import FlaxAdapter, cache, gpu_status, jax_device, jitted_vjp, put, to_numpy
@@ -69,6 +72,14 @@ class Structure:
     use_bias: bool
     num_groups: int | None = None
     mode: str | None = None
+    # The parameters' (and BatchNorm state's) dtype where it is not the input's: mixed precision
+    # (NUM-2.3), the module built with dtype=float32 and called on a float16/bfloat16 input.
+    param_dtype: str | None = None
+
+    @property
+    def parameter_dtype(self):
+        """The module's `dtype` argument: the input's, or the mixed-precision parameter dtype."""
+        return np.dtype(self.param_dtype or self.dtype)
 
 
 def _construct(make, *args, **kwargs):
@@ -90,7 +101,7 @@ def _with_params(module, params):
 
 def _stateless(structure: Structure, params, x, eps):
     """One call of a LayerNorm, GroupNorm or RMSNorm on a batch, vmapped over its leading axes."""
-    dtype = np.dtype(structure.dtype)
+    dtype = structure.parameter_dtype
     if structure.op == "layer_norm":
         module = _construct(eqx.nn.LayerNorm, structure.shape, eps=eps, use_weight=structure.use_weight,
                             use_bias=structure.use_bias, dtype=dtype)
@@ -110,7 +121,7 @@ def _stateless(structure: Structure, params, x, eps):
 def _make_batch_norm(structure: Structure, eps, momentum):
     """`make_with_state(BatchNorm)` for `structure`: (module, state)."""
     kwargs = dict(eps=eps, channelwise_affine=structure.use_weight or structure.use_bias, momentum=momentum,
-                  dtype=np.dtype(structure.dtype))
+                  dtype=structure.parameter_dtype)
     if structure.mode is not None:
         kwargs["mode"] = structure.mode
     return _construct(eqx.nn.make_with_state(eqx.nn.BatchNorm), structure.shape[0], _AXIS_NAME, **kwargs)
@@ -174,7 +185,10 @@ class EquinoxAdapter(Adapter):
     conventions = Conventions(channel_axis=1, momentum_weights="old_value", running_var_estimator="biased",
                               default_eps={op: 1e-5 for op in OPS})
     # Equinox has no InstanceNorm, and no cumulative average.
-    capabilities = Capabilities(ops=OPS, devices=("cpu", "cuda"), cumulative_average=False, backward_ops=OPS)
+    # Mixed precision (NUM-2.3): modules built with dtype=float32 (Equinox's default outside x64 mode)
+    # called on float16/bfloat16 inputs.
+    capabilities = Capabilities(ops=OPS, devices=("cpu", "cuda"), cumulative_average=False, backward_ops=OPS,
+                                mixed_precision=MIXED_PRECISION)
     _mode = None  # BatchNorm's `mode` argument; None: Equinox's default
 
     statistics = FlaxAdapter.statistics  # the same JIT cache counters (normspec bench)
@@ -187,32 +201,36 @@ class EquinoxAdapter(Adapter):
         return executables.run(jitted, (direction, _KEY, structure, device), args,
                                static={"training": bool(training)}, device=device)
 
-    def _structure(self, op, x_dtype, shape, weight, bias, num_groups=None) -> Structure:
+    def _structure(self, op, x_dtype, shape, weight, bias, num_groups=None, param_dtype=None) -> Structure:
         return Structure(op, str(np.dtype(x_dtype)), shape, weight is not None, bias is not None,
-                         num_groups=num_groups, mode=self._mode if op == "batch_norm" else None)
+                         num_groups=num_groups, mode=self._mode if op == "batch_norm" else None,
+                         param_dtype=param_dtype)
 
     def _forward(self, structure, x, weight, bias, eps, device):
         output, _ = self._run("forward", structure, (_params(weight, bias, device), None, put(x, device), float(eps),
                                                      None), False, device)
         return to_numpy(output)
 
-    def layer_norm(self, x, *, normalized_shape, weight, bias, eps, device):
-        structure = self._structure("layer_norm", x.dtype, _shape(normalized_shape), weight, bias)
+    def layer_norm(self, x, *, normalized_shape, weight, bias, eps, device, param_dtype=None):
+        structure = self._structure("layer_norm", x.dtype, _shape(normalized_shape), weight, bias,
+                                    param_dtype=param_dtype)
         return self._forward(structure, x, weight, bias, eps, device)
 
-    def rms_norm(self, x, *, normalized_shape, weight, eps, device):
-        structure = self._structure("rms_norm", x.dtype, _shape(normalized_shape), weight, None)
+    def rms_norm(self, x, *, normalized_shape, weight, eps, device, param_dtype=None):
+        structure = self._structure("rms_norm", x.dtype, _shape(normalized_shape), weight, None,
+                                    param_dtype=param_dtype)
         return self._forward(structure, x, weight, None, eps, device)
 
-    def group_norm(self, x, *, num_groups, weight, bias, eps, device):
-        structure = self._structure("group_norm", x.dtype, (x.shape[1],), weight, bias, num_groups=num_groups)
+    def group_norm(self, x, *, num_groups, weight, bias, eps, device, param_dtype=None):
+        structure = self._structure("group_norm", x.dtype, (x.shape[1],), weight, bias, num_groups=num_groups,
+                                    param_dtype=param_dtype)
         return self._forward(structure, x, weight, bias, eps, device)
 
     def batch_norm_layer(self, *, num_features, dtype, weight, bias, running_mean, running_var,
-                         momentum, eps, device):
+                         momentum, eps, device, param_dtype=None):
         if momentum is None:
             raise NotImplementedError("Equinox BatchNorm has no cumulative average (BN-4.2)")
-        structure = self._structure("batch_norm", dtype, (int(num_features),), weight, bias)
+        structure = self._structure("batch_norm", dtype, (int(num_features),), weight, bias, param_dtype=param_dtype)
         return _BatchNormLayer(self, structure, float(eps), float(momentum), weight, bias,
                                self._state(structure, running_mean, running_var, device), device)
 
@@ -225,16 +243,19 @@ class EquinoxAdapter(Adapter):
                 state["first_time"] = np.array(False)
         return {name: _place(value, device) for name, value in state.items()}
 
-    def vjp(self, op, x, dy, *, weight, bias, running_mean, running_var, training, eps, device, **attrs):
+    def vjp(self, op, x, dy, *, weight, bias, running_mean, running_var, training, eps, device, param_dtype=None,
+            **attrs):
         """jax.vjp of the forward's call w.r.t. x and the parameters given (GRAD-1). BatchNorm runs on
         the state the forward would (a fresh layer's when no statistics are given), which is closed
         over: its update is discarded and it is never differentiated."""
         bias = None if op == "rms_norm" else bias
         if op in ("layer_norm", "rms_norm"):
-            structure = self._structure(op, x.dtype, _shape(attrs["normalized_shape"]), weight, bias)
+            structure = self._structure(op, x.dtype, _shape(attrs["normalized_shape"]), weight, bias,
+                                        param_dtype=param_dtype)
         else:
             groups = attrs["num_groups"] if op == "group_norm" else None
-            structure = self._structure(op, x.dtype, (x.shape[1],), weight, bias, num_groups=groups)
+            structure = self._structure(op, x.dtype, (x.shape[1],), weight, bias, num_groups=groups,
+                                        param_dtype=param_dtype)
         stats = self._state(structure, running_mean, running_var, device) if op == "batch_norm" else None
         dx, dparams = self._run("vjp", structure, (_params(weight, bias, device), stats, put(x, device),
                                                    put(dy, device), float(eps), _VJP_MOMENTUM), training, device)
@@ -247,7 +268,7 @@ class EquinoxBatchModeAdapter(EquinoxAdapter):
 
     id = "equinox-bn-batch"
     capabilities = Capabilities(ops=("batch_norm",), devices=("cpu", "cuda"), cumulative_average=False,
-                                backward_ops=("batch_norm",))
+                                backward_ops=("batch_norm",), mixed_precision=MIXED_PRECISION)
     _mode = "batch"
 
 

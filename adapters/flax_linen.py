@@ -3,7 +3,9 @@ and RMSNorm in their default numerics (use_fast_variance=True,
 force_float32_reductions=True), channels last. Checked against flax 0.12.8, jax 0.10.2.
 
 Each module gets dtype = param_dtype = the input dtype, the configuration a user
-gets for inputs of that dtype. The variables dict is built directly from the given
+gets for inputs of that dtype; under mixed precision (NUM-2.3) dtype = the float16/bfloat16
+input dtype and param_dtype = float32, as Flax users configure it (batch_stats are float32
+either way: linen creates them so with force_float32_reductions=True). The variables dict is built directly from the given
 parameters (no `init` per call); BatchNorm's `batch_stats` are the given arrays
 unchanged, or the fresh module's own (from `init`). `apply` is jitted once per
 layer structure, so each new input shape compiles once; the backward is `jax.vjp`
@@ -32,8 +34,8 @@ def _call(structure: LayerStructure, params, stats, x, eps, momentum, training):
 
 
 def _module(structure: LayerStructure, eps, momentum) -> nn.Module:
-    dtype = jnp.dtype(structure.dtype)
-    common = dict(epsilon=eps, dtype=dtype, param_dtype=dtype, use_scale=structure.use_scale)
+    dtype, param_dtype = jnp.dtype(structure.dtype), jnp.dtype(structure.parameter_dtype)
+    common = dict(epsilon=eps, dtype=dtype, param_dtype=param_dtype, use_scale=structure.use_scale)
     if structure.op == "layer_norm":
         return nn.LayerNorm(**common, use_bias=structure.use_bias, reduction_axes=structure.axes, feature_axes=structure.axes)
     if structure.op == "rms_norm":

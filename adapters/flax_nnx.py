@@ -3,7 +3,9 @@ and RMSNorm in their default numerics (use_fast_variance=True, the default
 promote_dtype), channels last. Checked against flax 0.12.8, jax 0.10.2.
 
 Each module gets dtype = param_dtype = the input dtype, the configuration a user
-gets for inputs of that dtype. The module is constructed inside one jitted
+gets for inputs of that dtype; under mixed precision (NUM-2.3) dtype = the float16/bfloat16
+input dtype and param_dtype = float32, as Flax users configure it (nnx creates its running
+mean and var as float32 either way). The module is constructed inside one jitted
 function per layer structure (so construction costs nothing after tracing and
 each new input shape compiles once); the given parameters and BatchNorm
 statistics replace its Variables' values (Variable.set_value keeps the given
@@ -35,8 +37,8 @@ def _call(structure: LayerStructure, params, stats, x, eps, momentum, training):
 
 
 def _module(structure: LayerStructure, eps, momentum) -> nnx.Module:
-    dtype = jnp.dtype(structure.dtype)
-    kwargs = dict(epsilon=eps, dtype=dtype, param_dtype=dtype, use_scale=structure.use_scale, rngs=nnx.Rngs(0))
+    dtype, param_dtype = jnp.dtype(structure.dtype), jnp.dtype(structure.parameter_dtype)
+    kwargs = dict(epsilon=eps, dtype=dtype, param_dtype=param_dtype, use_scale=structure.use_scale, rngs=nnx.Rngs(0))
     if structure.op in ("layer_norm", "rms_norm"):
         kwargs.update(reduction_axes=structure.axes, feature_axes=structure.axes)
     if structure.op != "rms_norm":
