@@ -29,9 +29,12 @@ attributes, which Keras' constructors store and only `call` reads, and are set b
 every call (building a Keras layer costs several calls; docs/benchmarks.md).
 `tests/test_adapters.py` holds a re-used layer to a fresh one, bit for bit.
 
-The mixed precision policies ("mixed_float16", "mixed_bfloat16": float32 variables, half
-computation) are not covered: the adapter interface gives the parameters the input's dtype
-(issue 25 makes them independent).
+Mixed precision (NUM-2.3): a float16 or bfloat16 input with float32 parameters runs the layer
+Keras users run for it, built with the policy dtype="mixed_float16" or "mixed_bfloat16"
+(float32 variables, the input's compute dtype; Layer.__call__ autocasts the variables created
+with autocast=True, RMSNormalization's scale among them, to the compute dtype), its gamma/beta
+and moving statistics assigned and read back in float32. The policy is part of the cached
+configuration.
 
 The backward pass (`vjp`) differentiates the same cached layer with the backend's own
 autodiff and takes the gradients of x and of the layer's gamma/beta (RMSNormalization:
@@ -48,6 +51,8 @@ from typing import NamedTuple
 import numpy as np
 
 from normspec.errors import UsageError
+
+from normspec.dtypes import MIXED_PRECISION
 
 from .base import OP_NAMES, Adapter, Capabilities, Conventions, Layer, python_int
 
@@ -75,7 +80,9 @@ def import_keras(backend: str, adapter_id: str):
 CONVENTIONS = Conventions(channel_axis=-1, momentum_weights="old_value", running_var_estimator="biased",
                           default_eps={"batch_norm": 1e-3, "layer_norm": 1e-3, "group_norm": 1e-3,
                                        "instance_norm": 1e-3, "rms_norm": 1e-6})
-CAPABILITIES = Capabilities(devices=("cpu", "cuda"), instance_norm_running_stats=False, backward_ops=OP_NAMES)
+# Keras' mixed policies, "mixed_float16" and "mixed_bfloat16", are the pairs NUM-2.3 defines.
+CAPABILITIES = Capabilities(devices=("cpu", "cuda"), instance_norm_running_stats=False, backward_ops=OP_NAMES,
+                            mixed_precision=MIXED_PRECISION)
 
 _CACHE_SIZE = 512
 
@@ -126,13 +133,15 @@ class _Spec(NamedTuple):
     """The Keras layer of one forward call: keras.layers.<cls>(**config, **call_attributes)
     built for inputs ending in `features`, with `weights` (layer variable name -> value, None:
     keep the layer's own) assigned. `call_attributes` (epsilon, momentum) are constructor
-    arguments that the layer only reads in `call`: the cache holds one layer for all their values."""
+    arguments that the layer only reads in `call`: the cache holds one layer for all their values.
+    `param_dtype` (mixed precision) builds it with Keras' mixed policy for the input dtype."""
     cls: str
     config: dict
     features: tuple
     weights: dict
     call_attributes: dict
     key_extra: object = None
+    param_dtype: str | None = None  # the variables' dtype under a mixed policy (NUM-2.3), None: the input's
 
 
 def feature_shape(normalized_shape) -> tuple:
@@ -142,8 +151,15 @@ def feature_shape(normalized_shape) -> tuple:
     return tuple(int(d) for d in normalized_shape)
 
 
-def _spec(op, *, channels, weight, bias, eps, normalized_shape=None, num_groups=None, momentum=0.99) -> _Spec:
-    """The layer that computes `op` for inputs with `channels` channels (the last axis)."""
+def _spec(op, *, channels, weight, bias, eps, normalized_shape=None, num_groups=None, momentum=0.99,
+          param_dtype=None) -> _Spec:
+    """The layer that computes `op` for inputs with `channels` channels (the last axis), with
+    variables of `param_dtype` (Keras' mixed policy) where that is given."""
+    return _op_spec(op, channels=channels, weight=weight, bias=bias, eps=eps, normalized_shape=normalized_shape,
+                    num_groups=num_groups, momentum=momentum)._replace(param_dtype=param_dtype)
+
+
+def _op_spec(op, *, channels, weight, bias, eps, normalized_shape, num_groups, momentum) -> _Spec:
     affine = dict(gamma=weight, beta=bias)
     epsilon = dict(epsilon=float(eps))
     if op in ("layer_norm", "rms_norm"):
@@ -163,6 +179,18 @@ def _spec(op, *, channels, weight, bias, eps, normalized_shape=None, num_groups=
     groups = -1 if op == "instance_norm" else python_int(num_groups)
     return _Spec("GroupNormalization", dict(groups=groups, **_affine_options(weight, bias)), (channels,), affine,
                  epsilon)
+
+
+def policy(dtype, param_dtype=None) -> str:
+    """The Keras dtype policy of a layer for inputs of `dtype` (a name or a NumPy dtype) and
+    variables of `param_dtype`: the dtype's name, or Keras' mixed policy "mixed_float16" /
+    "mixed_bfloat16" (float32 variables, half computation) for float32 parameters (NUM-2.3)."""
+    dtype = np.dtype(dtype).name
+    if param_dtype is None or param_dtype == dtype:
+        return dtype
+    if param_dtype == "float32" and dtype in ("float16", "bfloat16"):
+        return f"mixed_{dtype}"
+    raise NotImplementedError(f"Keras has no policy for {dtype} inputs with {param_dtype} variables")
 
 
 def _affine_options(weight, bias) -> dict:
@@ -186,36 +214,40 @@ class KerasLayersAdapter(Adapter):
     def device_status(self) -> dict:
         return self.backend.device_status()
 
-    def layer_norm(self, x, *, normalized_shape, weight, bias, eps, device):
+    def layer_norm(self, x, *, normalized_shape, weight, bias, eps, device, param_dtype=None):
         spec = _spec("layer_norm", channels=x.shape[-1], weight=weight, bias=bias, eps=eps,
-                     normalized_shape=normalized_shape)
+                     normalized_shape=normalized_shape, param_dtype=param_dtype)
         return self._run(spec, x, device)[0]
 
-    def group_norm(self, x, *, num_groups, weight, bias, eps, device):
-        spec = _spec("group_norm", channels=x.shape[-1], weight=weight, bias=bias, eps=eps, num_groups=num_groups)
+    def group_norm(self, x, *, num_groups, weight, bias, eps, device, param_dtype=None):
+        spec = _spec("group_norm", channels=x.shape[-1], weight=weight, bias=bias, eps=eps, num_groups=num_groups,
+                     param_dtype=param_dtype)
         return self._run(spec, x, device)[0]
 
-    def rms_norm(self, x, *, normalized_shape, weight, eps, device):
+    def rms_norm(self, x, *, normalized_shape, weight, eps, device, param_dtype=None):
         spec = _spec("rms_norm", channels=x.shape[-1], weight=weight, bias=None, eps=eps,
-                     normalized_shape=normalized_shape)
+                     normalized_shape=normalized_shape, param_dtype=param_dtype)
         return self._run(spec, x, device)[0]
 
     def batch_norm_layer(self, *, num_features, dtype, weight, bias, running_mean, running_var,
-                         momentum, eps, device):
-        spec = _spec("batch_norm", channels=num_features, weight=weight, bias=bias, eps=eps, momentum=momentum)
+                         momentum, eps, device, param_dtype=None):
+        spec = _spec("batch_norm", channels=num_features, weight=weight, bias=bias, eps=eps, momentum=momentum,
+                     param_dtype=param_dtype)
         return _BatchNorm(self, spec, dtype, running_mean, running_var, device)
 
     def instance_norm_layer(self, *, num_features, dtype, weight, bias, running_mean, running_var,
-                            momentum, eps, device):
+                            momentum, eps, device, param_dtype=None):
         if running_mean is not None or running_var is not None:
             raise NotImplementedError("Keras GroupNormalization(groups=-1) keeps no running statistics")
-        spec = _spec("instance_norm", channels=num_features, weight=weight, bias=bias, eps=eps)
+        spec = _spec("instance_norm", channels=num_features, weight=weight, bias=bias, eps=eps,
+                     param_dtype=param_dtype)
         return _Stateless(self, spec, device)
 
-    def vjp(self, op, x, dy, *, weight, bias, running_mean, running_var, training, eps, device, **attrs):
+    def vjp(self, op, x, dy, *, weight, bias, running_mean, running_var, training, eps, device, param_dtype=None,
+            **attrs):
         if op == "instance_norm" and (running_mean is not None or running_var is not None):
             raise NotImplementedError("Keras GroupNormalization(groups=-1) keeps no running statistics")
-        spec = _spec(op, channels=x.shape[-1], weight=weight, bias=bias, eps=eps, **attrs)
+        spec = _spec(op, channels=x.shape[-1], weight=weight, bias=bias, eps=eps, param_dtype=param_dtype, **attrs)
         state = dict(moving_mean=running_mean, moving_variance=running_var) if op == "batch_norm" else {}
         stateful = op in ("batch_norm", "instance_norm")
         layer, key = self._load(spec, x, device, **state)
@@ -226,10 +258,10 @@ class KerasLayersAdapter(Adapter):
 
     def _built(self, spec, rank, dtype, device):
         """The cached layer keras.layers.<spec.cls>(**spec.config, **spec.call_attributes,
-        dtype=dtype) built for inputs of this rank whose trailing dims are spec.features (what
+        dtype=policy(dtype, spec.param_dtype)) built for inputs of this rank whose trailing dims are spec.features (what
         Keras infers the weight shapes from: the configuration), and the initial values of its
         state, and the cache key. Its call attributes are whatever the call that built it or the last `_load` set."""
-        dtype = np.dtype(dtype).name
+        dtype = policy(dtype, spec.param_dtype)  # the dtype's name, or Keras' mixed policy (NUM-2.3)
         features = tuple(spec.features)
         key = (spec.cls, repr(sorted(spec.config.items())), rank, features, dtype, device, spec.key_extra)
         entry = self._layers.get(key)

@@ -7,7 +7,8 @@ Keras with KERAS_BACKEND=jax, or refuses if this process already has Keras on an
 backend, and turns on `jax_enable_x64` for the whole process: without it JAX silently
 computes float64 inputs in float32, so the float64 cases would test a configuration no
 float64 user has (the Flax adapters do the same). Keras computes float16/bfloat16 in
-float32 internally and returns the layer's dtype.
+float32 internally and returns the layer's dtype. Half inputs with float32 parameters
+(NUM-2.3) run layers built with Keras' mixed policies ("mixed_float16", "mixed_bfloat16").
 
 Keras on JAX runs `fit`, `predict` and `evaluate` (jit_compile="auto") as `jax.jit` of the
 model's `stateless_call`, which calls each layer inside a `StatelessScope` holding the
@@ -15,8 +16,8 @@ variables' values; the forward call here is that program for the one layer: its 
 in a StatelessScope under `jax.jit`, the moving statistics it updates read back from the
 scope and assigned. (An eager layer call, as outside `fit`, dispatches every op on its own
 and is about twenty times slower per call: docs/benchmarks.md.) The backward pass is
-`jax.jit` of `jax.vjp` of the layer's `stateless_call`, as the trainer compiles its gradient
-step: the trainable variables are the differentiated inputs, the non-trainable ones
+`jax.jit` of `jax.vjp` of the layer's `__call__` in a StatelessScope, as the trainer compiles its
+gradient step (the model's `stateless_call` calls each layer's `__call__`): the trainable variables are the differentiated inputs, the non-trainable ones
 (BatchNormalization's moving statistics) constants. Both keep their executables in memory
 and on disk as the Flax adapters do (_jax_executables), keyed by the layer's configuration.
 Checked against keras 3.15.1 with jax 0.10.2 (CPU).
@@ -78,8 +79,8 @@ class JaxBackend(KerasBackend):
 
 
 def _call_arguments(layer, call_kwargs: dict) -> dict:
-    """The keyword arguments its `call` takes: stateless_call passes them on as they are, where a
-    layer's __call__ drops a `training` that `call` does not declare (GroupNormalization)."""
+    """The keyword arguments its `call` takes (a layer's __call__ drops a `training` that `call` does
+    not declare, GroupNormalization's): one executable for the calls that differ only in those."""
     accepted = inspect.signature(layer.call).parameters
     return {name: value for name, value in call_kwargs.items() if name in accepted}
 
@@ -130,16 +131,23 @@ def _jitted_call(layer, call_items: tuple):
 
 @cache
 def _jitted_vjp(layer, call_items: tuple):
-    """jax.jit of the VJP of layer.stateless_call, as Keras' JAX trainer jits its gradient step:
+    """jax.jit of the VJP of the layer's __call__ in a StatelessScope holding the variables' values,
+    as Keras' JAX trainer jits its gradient step (the model's stateless_call calls each layer's
+    __call__, which autocasts the variables under a mixed policy; the layer's own stateless_call
+    would skip that, calling `call`):
     (x, trainable values, non-trainable values, dy, call attributes) -> (dx, [d value]). The call
     attributes (epsilon, momentum) are set on the layer while it is traced, as arguments: Python
     floats, which JAX traces as weakly typed scalars that take the dtype of the array they meet,
     as the attributes' own Python floats do, so a new eps compiles nothing."""
 
+    def forward(x, values, constants):
+        mapping = list(zip(layer.trainable_variables, values)) + list(zip(layer.non_trainable_variables, constants))
+        with keras.StatelessScope(state_mapping=mapping):
+            return layer(x, **dict(call_items))
+
     def vjp(x, values, constants, dy, attributes):
         with _CallAttributes(layer, attributes):
-            _, pullback = jax.vjp(lambda x, values: layer.stateless_call(values, constants, x, **dict(call_items))[0],
-                                  x, values)
+            _, pullback = jax.vjp(lambda x, values: forward(x, values, constants), x, values)
             return pullback(dy)
 
     return jax.jit(vjp)
@@ -155,5 +163,5 @@ class KerasJaxAdapter(KerasLayersAdapter):
     def configuration(self) -> dict:
         return {"forward": "jax.jit of the layer's __call__ in a StatelessScope, as Keras' JAX trainer runs fit, "
                            "predict and evaluate (not an eager layer call)",
-                "backward": "jax.jit of jax.vjp of the layer's stateless_call",
+                "backward": "jax.jit of jax.vjp of the layer's __call__ in a StatelessScope",
                 "jax_enable_x64": bool(jax.config.jax_enable_x64), "XLA_FLAGS": os.environ.get("XLA_FLAGS")}

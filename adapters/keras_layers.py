@@ -5,7 +5,8 @@ The layers, their cache and the adapter methods are the ones every Keras adapter
 (_keras_common, which describes them); this module is the TensorFlow half: tensors and
 devices through _tf_common, variables assigned through the TensorFlow variable that holds
 them, and the backward pass under tf.GradientTape. Keras computes float16/bfloat16 in
-float32 internally and returns the layer's dtype.
+float32 internally and returns the layer's dtype. Half inputs with float32 parameters
+(NUM-2.3) run layers built with Keras' mixed policies ("mixed_float16", "mixed_bfloat16").
 Checked against keras 3.15.1 with tensorflow-cpu 2.21.0.
 """
 from __future__ import annotations

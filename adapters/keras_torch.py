@@ -7,7 +7,9 @@ imports Keras with KERAS_BACKEND=torch, or refuses if this process already has K
 another backend. On this backend Keras computes LayerNormalization and RMSNormalization
 with torch's kernels (F.layer_norm, F.rms_norm) and BatchNormalization and
 GroupNormalization from its own ops; float16/bfloat16 are computed in float32 and returned
-in the layer's dtype. Calls run with autograd on, as a user's do.
+in the layer's dtype; half inputs with float32 parameters (NUM-2.3) run layers built with
+Keras' mixed policies ("mixed_float16", "mixed_bfloat16"). Calls run with autograd on, as a
+user's do.
 
 The backward pass is torch.autograd.grad of one layer call, with respect to the input and
 the torch parameters that hold the layer's gamma/beta (scale); the moving statistics are
