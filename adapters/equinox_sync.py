@@ -11,7 +11,9 @@ module and its State from `make_with_state`, `inference_mode` for evaluation. sh
 pmean over the vmap axis and the mesh axis is rejected at trace time ("psum can only accept
 axis_name which corresponds to one of varying ... state of the input"). Equinox's BatchNorm has no
 mask, so shards of unequal size cannot be expressed (Capabilities.shard_sizes is empty: equal
-shards only). No backward yet.
+shards only). The per-shard VJP (DP-7) is `jax.vjp` of the same vmapped training call inside the
+shard_map, the parameters stacked per replica (as flax-linen-sync does, as pmap users replicate
+them), so each replica's parameter gradient is its own; JAX transposes Equinox's collective.
 
 JAX makes its CPU devices once per process, from XLA_FLAGS: `environment` asks `normspec check`
 for 8, as flax-linen-sync does.
@@ -60,6 +62,34 @@ def _step(replicas: int, channels: int, dtype: str, affine: bool, eps: float, mo
     return jax.jit(sharded)
 
 
+# The momentum of a backward call: it weights only the running update, which the VJP discards.
+_VJP_MOMENTUM = 0.99
+
+
+@cache
+def _vjp_step(replicas: int, channels: int, dtype: str, affine: bool, eps: float):
+    """The jitted shard_map of jax.vjp of one training call on every replica: (params, state, x, dy) ->
+    (dx, dparams), params, state, x, dy, dx and dparams with a leading replica axis, dparams each
+    replica's own; the State is closed over (its update discarded, never differentiated)."""
+    mesh = Mesh(np.array(jax.devices("cpu")[:replicas]), (_DEVICES_AXIS,))
+    module, _ = _module(channels, dtype, affine, eps, _VJP_MOMENTUM)
+
+    def per_replica(params, state, x, dy):
+        params, state = jax.tree.map(lambda a: a[0], params), jax.tree.map(lambda a: a[0], state)
+
+        def output(params, x):
+            call = _with_params(module, params)
+            return jax.vmap(call, axis_name=_SAMPLES, in_axes=(0, None), out_axes=(0, None))(x, state)[0]
+
+        _, pullback = jax.vjp(output, params, x[0])
+        dparams, dx = pullback(dy[0])
+        return dx[None], jax.tree.map(lambda a: a[None], dparams)
+
+    sharded = jax.shard_map(per_replica, mesh=mesh, in_specs=(P(_DEVICES_AXIS),) * 4,
+                            out_specs=(P(_DEVICES_AXIS), P(_DEVICES_AXIS)), check_vma=False)
+    return jax.jit(sharded)
+
+
 class EquinoxSyncLayer(ReplicatedLayer):
     """The parameters and every replica's State (its leaves stacked on the replica axis) between calls."""
 
@@ -95,7 +125,8 @@ class EquinoxSyncAdapter(Adapter):
     compiles_per_shape = True
     conventions = EquinoxAdapter.conventions
     capabilities = Capabilities(ops=(), dtypes=("float32", "float64"), devices=("cpu",),
-                                data_parallel=("sync_batch_norm",), max_replicas=8, shard_sizes=())
+                                data_parallel=("sync_batch_norm",), data_parallel_backward=("sync_batch_norm",),
+                                max_replicas=8, shard_sizes=())
     environment = FlaxLinenSyncAdapter.environment
     device_status = FlaxLinenSyncAdapter.device_status
 
@@ -114,3 +145,23 @@ class EquinoxSyncAdapter(Adapter):
             arrays.update(mean=np.array(running_mean), var=np.array(running_var))
             state = _load_state(module, state, arrays)
         return EquinoxSyncLayer(replicas, key, params, state)
+
+    def sync_batch_norm_vjp(self, shards, cotangents, *, weight, bias, eps, device):
+        replicas, dtype, channels = len(shards), str(shards[0].dtype), shards[0].shape[1]
+        if len({s.shape[0] for s in shards}) != 1:
+            raise ValueError(f"shards of sizes {[s.shape[0] for s in shards]}: shard_map needs one size, and "
+                             f"Equinox's BatchNorm has no mask")
+        affine = weight is not None or bias is not None
+        params = {} if not affine else {
+            "weight": np.array(weight) if weight is not None else np.ones(channels, dtype),
+            "bias": np.array(bias) if bias is not None else np.zeros(channels, dtype)}
+        _, state = _module(channels, dtype, affine, float(eps), _VJP_MOMENTUM)
+        stacked_params = {k: np.stack([v] * replicas) for k, v in params.items()}
+        stacked_state = jax.tree.map(lambda a: jnp.stack([a] * replicas), state)
+        step = _vjp_step(replicas, channels, dtype, affine, float(eps))
+        note_jitted_call(lambda: None)
+        dx, dparams = step(stacked_params, stacked_state, np.stack(shards), np.stack(cotangents))
+        dx = np.asarray(dx)
+        per_replica = {name: None if given is None else [np.asarray(dparams[name][r]) for r in range(replicas)]
+                       for name, given in (("weight", weight), ("bias", bias))}
+        return {"x": [dx[r] for r in range(replicas)], **per_replica}

@@ -8,6 +8,12 @@ are merged in replica order by the pairwise update of Chan, Golub and LeVeque (a
 keeps and updates its own copy of the running statistics (BN-4.1's weighted form, the unbiased
 estimator with the global count). It is a model of the arithmetic an engine's collective performs,
 for the kill matrix; the adapters of real engines use the engines' own collectives.
+
+Its per-replica VJP (DP-7) is the backward of the same program: the global statistics merged again
+from the partials, each replica's local sums of dy and dy x_hat over its shard, those sums all-reduced
+(summed over the replicas in order), and each replica's dx from the global sums and the global count,
+gamma r (dy - sum(dy) / m - x_hat sum(dy x_hat) / m); each replica's weight and bias gradients are its
+local sums, before any cross-replica sum (the caller's data-parallel loop sums or averages them).
 """
 from __future__ import annotations
 
@@ -18,12 +24,19 @@ from normspec.adapters import Capabilities, Conventions, ReplicatedLayer
 from ._base import Mutant
 from .kernel import TwoPassKernel
 
-_SYNC = Capabilities(ops=(), dtypes=("float32", "float64"), data_parallel=("sync_batch_norm",))
+_SYNC = Capabilities(ops=(), dtypes=("float32", "float64"), data_parallel=("sync_batch_norm",),
+                     data_parallel_backward=("sync_batch_norm",))
 
 
 def _channel_rows(shard: np.ndarray) -> np.ndarray:
     """(C, m_r * spatial): each channel's values of one shard, channels at axis 1."""
     return np.moveaxis(shard, 1, 0).reshape(shard.shape[1], -1)
+
+
+def _from_channel_rows(rows: np.ndarray, shape: tuple) -> np.ndarray:
+    """The inverse of _channel_rows for a shard of `shape`."""
+    moved = (shape[1], shape[0], *shape[2:])
+    return np.moveaxis(rows.reshape(moved), 0, 1)
 
 
 class ZooSyncLayer(ReplicatedLayer):
@@ -81,6 +94,31 @@ class MergingSyncKernel(TwoPassKernel):
             raise NotImplementedError("the zoo's synchronized BatchNorm has no cumulative average (BN-4.2)")
         return ZooSyncLayer(self, replicas, weight, bias, running_mean, running_var, momentum, eps)
 
+    def sync_batch_norm_vjp(self, shards, cotangents, *, weight, bias, eps, device):
+        """DP-7: the VJP of one training call on len(shards) replicas, in the data's dtype."""
+        dtype = shards[0].dtype
+        rows = [_channel_rows(s) for s in shards]
+        dy_rows = [_channel_rows(np.asarray(c).astype(dtype)) for c in cotangents]
+        channels = rows[0].shape[0]
+        gamma = (np.ones(channels, dtype) if weight is None else np.asarray(weight).astype(dtype))[:, None]
+        with np.errstate(all="ignore"):
+            partials = [self.partial(r) for r in rows]
+            count, mean, m2 = self.combine(partials)
+            if float(count[0]) < 2:
+                raise ValueError("BN-5.2: fewer than 2 values per channel in the global batch")
+            variance = self.variance(count, mean, m2)
+            inverse = (dtype.type(1) / np.sqrt(variance + dtype.type(eps))).astype(dtype)[:, None]
+            x_hats = [(r - mean[:, None]) * inverse for r in rows]
+            local = [self.backward_partial(dy, x_hat) for dy, x_hat in zip(dy_rows, x_hats)]
+            reduced = self.backward_reduce(local)
+            dx = [_from_channel_rows(self.input_gradient(dy, x_hat, gamma, inverse, reduced, count[:, None],
+                                                         local[r], p[0][:, None]), s.shape).astype(dtype)
+                  for r, (dy, x_hat, p, s) in enumerate(zip(dy_rows, x_hats, partials, shards))]
+            parameters = [self.replica_parameter_gradients(local[r], reduced) for r in range(len(shards))]
+        return {"x": dx,
+                "weight": None if weight is None else [dw.astype(dtype) for dw, _ in parameters],
+                "bias": None if bias is None else [db.astype(dtype) for _, db in parameters]}
+
     # ------------------------------------------------------------------ the steps mutants override
 
     def partial(self, rows: np.ndarray) -> tuple:
@@ -123,6 +161,30 @@ class MergingSyncKernel(TwoPassKernel):
         estimate = variance * self.estimator_factor(count, local[0])
         return (((1 - alpha) * old_mean + alpha * mean).astype(dtype),
                 ((1 - alpha) * old_var + alpha * estimate).astype(dtype))
+
+    # The backward (DP-7).
+
+    def backward_partial(self, dy, x_hat) -> tuple:
+        """One replica's local sums over its shard of each channel's dy and dy x_hat."""
+        return dy.sum(axis=1), (dy * x_hat).sum(axis=1)
+
+    def backward_reduce(self, local: list) -> tuple:
+        """The all-reduce of the backward's sums: summed over the replicas, in order."""
+        total_dy, total_dy_x_hat = local[0]
+        for sum_dy, sum_dy_x_hat in local[1:]:
+            total_dy, total_dy_x_hat = total_dy + sum_dy, total_dy_x_hat + sum_dy_x_hat
+        return total_dy, total_dy_x_hat
+
+    def input_gradient(self, dy, x_hat, gamma, inverse, sums, count, local, local_count):
+        """GRAD-3 on one replica's rows: gamma r (dy - sum(dy) / m - x_hat sum(dy x_hat) / m), from the
+        all-reduced sums and the global count (`local`, `local_count`: the replica's own, unused here)."""
+        sum_dy, sum_dy_x_hat = sums
+        return gamma * inverse * (dy - sum_dy[:, None] / count - x_hat * (sum_dy_x_hat[:, None] / count))
+
+    def replica_parameter_gradients(self, local, reduced) -> tuple:
+        """GRAD-2 on one replica: (d gamma, d beta) = (sum dy x_hat, sum dy) over its own shard."""
+        sum_dy, sum_dy_x_hat = local
+        return sum_dy_x_hat, sum_dy
 
 
 class SyncMutant(Mutant, MergingSyncKernel):
@@ -181,4 +243,38 @@ class ReplicasKeepLocalMeans(SyncMutant):
         return super().update(replica, state, local, count, local_mean, variance, momentum)
 
 
-SYNC_MUTANTS = (MeanOfReplicaMeans, LocalCountBessel, SumsOfSquaresMerge, ReplicasKeepLocalMeans)
+# ---------------------------------------------------------------- the backward (DP-7)
+
+class LocalBackwardSums(SyncMutant):
+    """The classic SyncBN backward bug: the forward is synchronized, but each replica's dx is the
+    single-device BatchNorm backward of its own shard with the global statistics, its local sums of dy
+    and dy x_hat over its local count (no all-reduce of the backward's reductions)."""
+    id, violates = "mutant-sync-vjp-local-backward-sums", "DP-7"
+    caught_by = frozenset({"DP-7"})
+
+    def input_gradient(self, dy, x_hat, gamma, inverse, sums, count, local, local_count):
+        return super().input_gradient(dy, x_hat, gamma, inverse, local, local_count, local, local_count)
+
+
+class ParameterGradientsAllReduced(SyncMutant):
+    """All-reduces the weight and bias gradients inside the layer and returns the summed value on every
+    replica, so that a caller who sums the replicas' gradients (DP-7) counts them R times."""
+    id, violates = "mutant-sync-vjp-parameter-gradients-summed", "DP-7"
+    caught_by = frozenset({"DP-7"})
+
+    def replica_parameter_gradients(self, local, reduced):
+        return super().replica_parameter_gradients(reduced, reduced)
+
+
+class BackwardLocalCount(SyncMutant):
+    """All-reduces the backward's sums of dy and dy x_hat but divides them by the replica's local count
+    m_r instead of the global count m in dx's mean terms."""
+    id, violates = "mutant-sync-vjp-local-count", "DP-7"
+    caught_by = frozenset({"DP-7"})
+
+    def input_gradient(self, dy, x_hat, gamma, inverse, sums, count, local, local_count):
+        return super().input_gradient(dy, x_hat, gamma, inverse, sums, local_count, local, local_count)
+
+
+SYNC_MUTANTS = (MeanOfReplicaMeans, LocalCountBessel, SumsOfSquaresMerge, ReplicasKeepLocalMeans, LocalBackwardSums,
+                ParameterGradientsAllReduced, BackwardLocalCount)
