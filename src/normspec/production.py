@@ -20,6 +20,11 @@ that an element normalized with another slice's statistics is far outside the bo
 
 Evaluation-mode BatchNorm gets loaded running statistics equal to each channel's own mean
 and variance, so that a read of another channel's statistics shows.
+
+The table is not part of the pools, not even the thorough profile's: a pool shape is drawn by
+every property at every example (1,000 per test in `thorough`), and shapes a hundred times
+the pools' largest would multiply the run's time (and a JIT framework's compilations) for
+the same few configurations this table runs deterministically in every profile.
 """
 from __future__ import annotations
 
