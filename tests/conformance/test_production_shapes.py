@@ -11,10 +11,11 @@ from normspec.driver import run_case
 
 @pytest.mark.clauses("NUM-1.1", "NUM-1.5", "NUM-2.2", "GEN-3", "GEN-6", "LN-2", "RMS-2", "GN-2", "IN-2", "BN-2",
                      "BN-3", "BN-4.1")
-@pytest.mark.per_op("configuration", production.names)
-def test_production_shapes(adapter, op, dtype, device, configuration):
+# The configuration's name is the test's `kind` parameter, the name expectations rows filter on.
+@pytest.mark.per_op("kind", production.names)
+def test_production_shapes(adapter, op, dtype, device, kind):
     """Each slice with its own statistics: a large offset over its spread (a cancelling
     variance formula fails NUM-1.1), then a mean, spread and trend of its own (normalizing
     over the wrong elements, or with another channel's running statistics, fails it)."""
     for recipe in production.RECIPES:
-        run_case(adapter, production.case(adapter, op=op, dtype=dtype, name=configuration, recipe=recipe), device)
+        run_case(adapter, production.case(adapter, op=op, dtype=dtype, name=kind, recipe=recipe), device)
