@@ -106,6 +106,32 @@ class GroupVariancePerChannel(Mutant):
         return centred * self.inverse_std((centred * centred).mean(axis=2, keepdims=True), eps)
 
 
+class LayerNormLastTwoAxes(Mutant):
+    """LayerNorm over the last two axes only when normalized_shape has three or more
+    dimensions (a kernel written for (sequence, hidden) or (height, width) slices)."""
+    id, violates = "mutant-layer-norm-last-two-axes", "LN-2"
+    caught_by = SLICES | {"LN-2", "NORM-5"}
+    capabilities = ops("layer_norm")
+
+    def layer_rows(self, x, normalized_shape):
+        if len(normalized_shape) < 3:
+            return super().layer_rows(x, normalized_shape)
+        return x.reshape(-1, int(np.prod(normalized_shape[-2:])))
+
+
+class GroupCountCapped(Mutant):
+    """GroupNorm with at most 32 groups: num_groups > 32 is computed as 32 groups (when 32
+    divides the channels), as a kernel with a fixed table of 32 group slots does."""
+    id, violates = "mutant-group-count-capped", "GN-2"
+    caught_by = SLICES | {"GN-2", "NORM-5"}
+    capabilities = ops("group_norm")
+    cap = 32
+
+    def group_normalize(self, ncl, num_groups, eps):
+        capped = num_groups > self.cap and ncl.shape[1] % self.cap == 0
+        return super().group_normalize(ncl, self.cap if capped else num_groups, eps)
+
+
 # ---------------------------------------------------------------- the affine step (NORM-6)
 
 class BetaBeforeGamma(Mutant):

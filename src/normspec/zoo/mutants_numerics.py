@@ -103,6 +103,21 @@ class OnePassVariance(Mutant):
         return np.maximum((rows * rows).mean(axis=1, keepdims=True) - mean * mean, 0)
 
 
+class OnePassVarianceLongRows(Mutant):
+    """var = E[x^2] - E[x]^2 (clamped at 0) for rows of 1024 or more elements, two-pass for
+    shorter ones: a kernel that switches to a single-read variance for long rows, where memory
+    traffic dominates."""
+    id, violates = "mutant-one-pass-variance-long-rows", "NUM-1.1"
+    caught_by = NUMERIC | {"NUM-1.5"}
+    capabilities = ops("layer_norm")
+    threshold = 1024
+
+    def row_variance(self, rows, mean):
+        if rows.shape[1] < self.threshold:
+            return super().row_variance(rows, mean)
+        return np.maximum((rows * rows).mean(axis=1, keepdims=True) - mean * mean, 0)
+
+
 # ---------------------------------------------------------------- precision and dtypes
 
 class ApproximateRsqrt(Mutant):

@@ -53,6 +53,21 @@ class InstanceEvalUsesInstanceStats(Mutant):
         return self.instance_statistics(ncl, eps)[0]
 
 
+class ChannelBlockStatistics(Mutant):
+    """Evaluation-mode BatchNorm reads the running statistics in blocks of 64 channels with a
+    wrong block offset: channel c >= 64 is normalized with channel c - 64's running mean and
+    variance (training is right)."""
+    id, violates = "mutant-channel-block-statistics", "BN-3"
+    caught_by = NUMERIC | {"BN-3"}
+    capabilities = ops("batch_norm")
+    block = 64
+
+    def frozen(self, ncl, mean, variance, eps):
+        index = np.arange(ncl.shape[1])
+        index = np.where(index >= self.block, index - self.block, index)
+        return super().frozen(ncl, mean[index], variance[index], eps)
+
+
 # ---------------------------------------------------------------- running statistics
 
 class MomentumSideSwapped(Mutant):
