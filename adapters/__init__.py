@@ -7,8 +7,10 @@ A built-in adapter is one file here plus its expectations file
 from __future__ import annotations
 
 import importlib
+import inspect
 
 from normspec.errors import UsageError
+from normspec.registry import OPS
 
 from .base import (DTYPES, OP_NAMES, SCALER_NAMES, Adapter, Capabilities, Conventions, FunctionalAdapter,
                    FunctionalLayer, Layer, ReplicatedLayer, Scaler)
@@ -71,8 +73,37 @@ def load_adapter(target: str) -> Adapter:
         raise UsageError(f"adapter {target!r}: {attr}() raised {type(error).__name__}: {error}") from None
     if not isinstance(adapter, Adapter) or not adapter.id:
         raise UsageError(f"adapter {target!r} is not an Adapter with an id (see adapters/base.py)")
+    missing = methods_without_param_dtype(adapter)
+    if missing:
+        raise UsageError(f"adapter {target!r} declares Capabilities.mixed_precision, but {', '.join(missing)} "
+                         f"take no `param_dtype` keyword, which every call with parameters of another dtype passes "
+                         f"(NUM-2.3); add `param_dtype=None` to them (docs/writing-an-adapter.md, section 5)")
     LOADED[adapter.id] = target
     return adapter
+
+
+def methods_without_param_dtype(adapter: Adapter) -> list:
+    """The methods a mixed-precision call reaches that cannot take `param_dtype`: each op's method (a
+    FunctionalAdapter's functional form where it builds the layer), and `vjp` for the backward ops."""
+    caps = adapter.capabilities
+    if not caps.mixed_precision:
+        return []
+    reached = []
+    for op in caps.ops:
+        if not any(caps.parameter_dtypes_for(op, dtype) for dtype, _ in caps.mixed_precision):
+            continue
+        name = f"{op}_layer" if OPS[op].stateful else op
+        if OPS[op].stateful and getattr(type(adapter), name) is getattr(FunctionalAdapter, name):
+            name = op
+        reached.append(name)
+        if op in caps.backward_ops:
+            reached.append("vjp")
+    return sorted({name for name in reached if not _takes(getattr(adapter, name), "param_dtype")})
+
+
+def _takes(method, keyword: str) -> bool:
+    parameters = inspect.signature(method).parameters.values()
+    return any(p.name == keyword or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
 
 
 def _extra(target: str) -> str:

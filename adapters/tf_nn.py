@@ -24,6 +24,8 @@ Checked against tensorflow-cpu 2.21.0.
 """
 from __future__ import annotations
 
+import dataclasses
+
 from ._tf_common import (CAPABILITIES, CONVENTIONS, device_scope, device_status, feature_shape, run, tape_vjp, tf,
                           tf_version, to_numpy, to_tensor)
 from .base import Adapter, Layer
@@ -32,7 +34,10 @@ from .base import Adapter, Layer
 class TfNnAdapter(Adapter):
     id = "tf-nn"
     framework = "tensorflow"
-    conventions, capabilities = CONVENTIONS, CAPABILITIES
+    # No mixed precision (NUM-2.3): tf.nn's ops take no parameters of another dtype than x's (a float32
+    # scale with a float16 x is an InvalidArgumentError), so users cast the parameters themselves.
+    conventions = CONVENTIONS
+    capabilities = dataclasses.replace(CAPABILITIES, mixed_precision=())
 
     def framework_version(self) -> str:
         return tf_version()

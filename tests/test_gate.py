@@ -460,3 +460,36 @@ def test_a_third_party_scaler_gates_through_the_adapter_form(tmp_path):
                      "test_fitted_statistics", cwd=tmp_path, pythonpath=[tmp_path])
     assert deviating.returncode == 1, deviating.stdout[-3000:] + deviating.stderr[-3000:]
     assert {r["failed_clause"] for r in records(tmp_path / "bad", status="fail")} == {"SCALE-7.1"}
+
+
+def test_mixed_precision_without_the_keyword_is_a_usage_error(monkeypatch):
+    """An adapter that declares Capabilities.mixed_precision must take `param_dtype` in every method a
+    mixed call reaches (NUM-2.3): loading one that does not fails at once, naming the methods and the
+    fix, instead of every mixed item failing with a TypeError."""
+    from normspec.adapters import Capabilities, FunctionalAdapter, load_adapter, methods_without_param_dtype
+    from normspec.dtypes import MIXED_PRECISION
+    from normspec.errors import UsageError
+
+    class Broken(FunctionalAdapter):
+        id = "broken-mixed"
+        capabilities = Capabilities(ops=("layer_norm", "batch_norm"), mixed_precision=MIXED_PRECISION,
+                                    backward_ops=("layer_norm",))
+
+        def layer_norm(self, x, *, normalized_shape, weight, bias, eps, device):
+            return x
+
+        def batch_norm(self, x, *, param_dtype=None, **arguments):
+            return x, None, None
+
+        def vjp(self, op, x, dy, **arguments):
+            return {}
+
+    class Fixed(Broken):
+        def layer_norm(self, x, *, normalized_shape, weight, bias, eps, device, param_dtype=None):
+            return x
+
+    assert methods_without_param_dtype(Broken()) == ["layer_norm"]
+    assert methods_without_param_dtype(Fixed()) == []
+    monkeypatch.setattr(sys.modules[__name__], "BrokenMixedAdapter", Broken, raising=False)
+    with pytest.raises(UsageError, match=r"layer_norm take no `param_dtype`.*NUM-2\.3"):
+        load_adapter(f"{__name__}:BrokenMixedAdapter")
