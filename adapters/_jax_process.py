@@ -53,10 +53,10 @@ def _count_backend_compile(event: str, duration: float, **kwargs) -> None:
 jax.monitoring.register_event_duration_secs_listener(_count_backend_compile)
 
 
-def note_jitted_call(drop_held_executables) -> None:
+def note_jitted_call(drop_held_executables=None) -> None:
     """Count one jitted call; every _CHECK_EVERY calls, count the process's memory mappings
     and, past half of vm.max_map_count, drop every compiled executable (the module docstring
-    says why), calling `drop_held_executables` for those held elsewhere."""
+    says why), calling `drop_held_executables` for those held elsewhere (None: there are none)."""
     JIT_COUNTS["calls"] += 1
     if _MAP_LIMIT is None or JIT_COUNTS["calls"] % _CHECK_EVERY:
         return
@@ -68,6 +68,7 @@ def note_jitted_call(drop_held_executables) -> None:
     if mappings > _MAP_LIMIT // 2:
         for cached in _CACHES:
             cached.cache_clear()
-        drop_held_executables()
+        if drop_held_executables is not None:
+            drop_held_executables()
         jax.clear_caches()
         gc.collect()

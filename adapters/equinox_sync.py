@@ -104,7 +104,7 @@ class EquinoxSyncLayer(ReplicatedLayer):
         if len(shards) != self._replicas or len(sizes) != 1:
             raise ValueError(f"shards of sizes {[s.shape[0] for s in shards]} on {self._replicas} replicas: "
                              f"shard_map needs one size, and Equinox's BatchNorm has no mask")
-        note_jitted_call(lambda: None)
+        note_jitted_call()
         y, state = _step(self._replicas, *self._key, bool(training))(self._params, self._state, np.stack(shards))
         self._state = state
         y = np.asarray(y)
@@ -159,7 +159,7 @@ class EquinoxSyncAdapter(Adapter):
         stacked_params = {k: np.stack([v] * replicas) for k, v in params.items()}
         stacked_state = jax.tree.map(lambda a: jnp.stack([a] * replicas), state)
         step = _vjp_step(replicas, channels, dtype, affine, float(eps))
-        note_jitted_call(lambda: None)
+        note_jitted_call()
         dx, dparams = step(stacked_params, stacked_state, np.stack(shards), np.stack(cotangents))
         dx = np.asarray(dx)
         per_replica = {name: None if given is None else [np.asarray(dparams[name][r]) for r in range(replicas)]

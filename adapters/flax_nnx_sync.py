@@ -79,7 +79,7 @@ class FlaxNnxSyncLayer(ReplicatedLayer):
         if len(shards) != self._replicas:
             raise ValueError(f"{len(shards)} shards for a layer on {self._replicas} replicas")
         x, mask, sizes = _padded(shards, self._replicas)
-        note_jitted_call(lambda: None)
+        note_jitted_call()
         y, self._state = _step(self._replicas, self._structure, bool(training), len(set(sizes)) > 1)(
             self._state, x, mask)
         y = np.asarray(y)
@@ -122,7 +122,7 @@ class FlaxNnxSyncAdapter(Adapter):
         params, stats = (jax.tree.map(lambda a: jnp.stack([a] * replicas), tree) for tree in (params, stats))
         x, mask, sizes = _padded(shards, replicas)
         dy, _, _ = _padded(cotangents, replicas)
-        note_jitted_call(lambda: None)
+        note_jitted_call()
         dx, dparams = _vjp_step(replicas, structure, len(set(sizes)) > 1)(params, stats, x, mask, dy)
         dx = np.asarray(dx)
         gradients = {name: None if key not in dparams else [np.asarray(dparams[key][...][r]) for r in range(replicas)]

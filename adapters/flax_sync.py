@@ -130,7 +130,7 @@ class FlaxSyncLayer(ReplicatedLayer):
         masked = len(set(sizes)) > 1
         step = _step(self._replicas, self._dtype, "scale" in self._params, "bias" in self._params, bool(training),
                      masked)
-        note_jitted_call(lambda: None)
+        note_jitted_call()
         y, stats = step(self._params, self._stats, x, mask, self._eps, self._momentum)
         self._stats = {k: np.asarray(v) for k, v in stats.items()}
         y = np.asarray(y)
@@ -162,7 +162,7 @@ class FlaxLinenSyncAdapter(Adapter):
                               momentum, eps, device):
         dtype = str(np.dtype(dtype))
         if running_mean is None or running_var is None:
-            note_jitted_call(lambda: None)
+            note_jitted_call()
             fresh = _init(dtype, int(num_features), weight is not None, bias is not None)(float(eps), float(momentum))
             stats = {k: np.asarray(v) for k, v in fresh.items()}
         else:
@@ -178,7 +178,7 @@ class FlaxLinenSyncAdapter(Adapter):
         x, mask, sizes = _padded(shards, replicas)
         dy, _, _ = _padded(cotangents, replicas)
         step = _vjp_step(replicas, dtype, weight is not None, bias is not None, len(set(sizes)) > 1)
-        note_jitted_call(lambda: None)
+        note_jitted_call()
         dx, dparams = step(params, stats, x, mask, dy, float(eps))
         dx = np.asarray(dx)
         per_replica = {name: None if key not in dparams else [np.asarray(dparams[key][r]) for r in range(replicas)]
