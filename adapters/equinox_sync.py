@@ -124,7 +124,7 @@ class EquinoxSyncAdapter(Adapter):
     framework = "equinox"
     compiles_per_shape = True
     conventions = EquinoxAdapter.conventions
-    capabilities = Capabilities(ops=(), dtypes=("float32", "float64"), devices=("cpu",),
+    capabilities = Capabilities(ops=(), dtypes=("float16", "bfloat16", "float32", "float64"), devices=("cpu",),
                                 data_parallel=("sync_batch_norm",), data_parallel_backward=("sync_batch_norm",),
                                 max_replicas=8, shard_sizes=())
     environment = FlaxLinenSyncAdapter.environment

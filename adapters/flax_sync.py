@@ -145,7 +145,7 @@ class FlaxLinenSyncAdapter(Adapter):
     framework = "flax"
     compiles_per_shape = True
     conventions = FlaxAdapter.conventions
-    capabilities = Capabilities(ops=(), dtypes=("float32", "float64"), devices=("cpu",),
+    capabilities = Capabilities(ops=(), dtypes=("float16", "bfloat16", "float32", "float64"), devices=("cpu",),
                                 data_parallel=("sync_batch_norm",), data_parallel_backward=("sync_batch_norm",),
                                 max_replicas=_DEVICES,
                                 shard_sizes=("uneven", "empty"))

@@ -131,7 +131,7 @@ class KerasSyncAdapter(Adapter):
     id = "keras-sync"
     framework = "keras"
     conventions = CONVENTIONS
-    capabilities = Capabilities(ops=(), dtypes=("float32", "float64"), devices=("cpu",),
+    capabilities = Capabilities(ops=(), dtypes=("float16", "bfloat16", "float32", "float64"), devices=("cpu",),
                                 data_parallel=("sync_batch_norm",), data_parallel_backward=("sync_batch_norm",),
                                 max_replicas=_DEVICES,
                                 shard_sizes=("uneven", "empty"))

@@ -1,19 +1,21 @@
 """Synchronized BatchNorm (spec/ops/sync_batch_norm.md, DP) run by the engine's own collective on R
 replicas: every replica's output and running statistics against the reference on the concatenated
 global batch, on drawn replica counts, equal, uneven, single-sample and empty shards (as the adapter
-declares, Capabilities.shard_sizes) and every value family, large offsets included."""
+declares, Capabilities.shard_sizes), every value family, large offsets included, and every input dtype,
+float16 and bfloat16 included (NUM-2.1 on the global batch)."""
 import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
 from normspec.data_parallel import (SyncContext, check_replicas_agree, read_replica_stats, run_sync_case, run_sync_vjp,
                                     sync_cases)
-from normspec.dtypes import numpy_dtype
+from normspec.dtypes import DTYPES, numpy_dtype
 from normspec.strategies import COTANGENTS, cotangent
 from normspec.harness import adapter_call
 from normspec.conventions import adapter_momentum
 
-SYNC_DTYPES = ("float32", "float64")
+# Every input dtype: half-precision shards are how mixed-precision data-parallel training feeds BatchNorm.
+SYNC_DTYPES = DTYPES
 
 
 def _sync_test(*clauses):

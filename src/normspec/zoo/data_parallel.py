@@ -2,7 +2,8 @@
 implementation written without normspec.reference, and the mutants of it that the suite must kill.
 
 The kernel stands in for R replicas in one NumPy process: each replica reduces its shard to partial
-statistics (count, mean, sum of squared deviations by two passes, in the data's dtype), the partials
+statistics (count, mean, sum of squared deviations by two passes, in the compute dtype of NUM-2.1:
+float32 for half inputs), the partials
 are merged in replica order by the pairwise update of Chan, Golub and LeVeque (an empty shard, count
 0, is left out), every replica normalizes its shard with the merged statistics, and each replica
 keeps and updates its own copy of the running statistics (BN-4.1's weighted form, the unbiased
@@ -24,7 +25,7 @@ from normspec.adapters import Capabilities, Conventions, ReplicatedLayer
 from ._base import Mutant
 from .kernel import TwoPassKernel
 
-_SYNC = Capabilities(ops=(), dtypes=("float32", "float64"), data_parallel=("sync_batch_norm",),
+_SYNC = Capabilities(ops=(), dtypes=("float16", "bfloat16", "float32", "float64"), data_parallel=("sync_batch_norm",),
                      data_parallel_backward=("sync_batch_norm",))
 
 
@@ -49,6 +50,8 @@ class ZooSyncLayer(ReplicatedLayer):
 
     def __call__(self, shards, *, training):
         dtype = shards[0].dtype
+        compute = self.kernel.compute_dtype(dtype)
+        shards = [s.astype(compute) for s in shards]
         shape = [1] * shards[0].ndim
         shape[1] = -1
         with np.errstate(all="ignore"):
@@ -61,15 +64,15 @@ class ZooSyncLayer(ReplicatedLayer):
                 self.state = [self.kernel.update(r, self.state[r], partials[r], count, mean, variance, self.momentum)
                               for r in range(self.replicas)]
             else:
-                mean, variance = self.state[0]
-            inverse = (dtype.type(1) / np.sqrt(variance + dtype.type(self.eps))).astype(dtype)
+                mean, variance = (value.astype(compute) for value in self.state[0])
+            inverse = (compute.type(1) / np.sqrt(variance + compute.type(self.eps))).astype(compute)
             outputs = []
             for shard in shards:
                 y = (shard - mean.reshape(shape)) * inverse.reshape(shape)
                 if self.weight is not None:
-                    y = y * self.weight.reshape(shape)
+                    y = y * self.weight.astype(compute).reshape(shape)
                 if self.bias is not None:
-                    y = y + self.bias.reshape(shape)
+                    y = y + self.bias.astype(compute).reshape(shape)
                 outputs.append(y.astype(dtype))
         return outputs
 
@@ -79,7 +82,7 @@ class ZooSyncLayer(ReplicatedLayer):
 
 class MergingSyncKernel(TwoPassKernel):
     """A correct synchronized BatchNorm: two-pass partials per replica merged by Chan, Golub and
-    LeVeque in the data's dtype, the unbiased estimator with the global count."""
+    LeVeque in the compute dtype (NUM-2.1), the unbiased estimator with the global count."""
 
     id = "zoo-sync-merge"
     conventions = Conventions(channel_axis=1, momentum_weights="new_batch", running_var_estimator="unbiased")
@@ -95,19 +98,20 @@ class MergingSyncKernel(TwoPassKernel):
         return ZooSyncLayer(self, replicas, weight, bias, running_mean, running_var, momentum, eps)
 
     def sync_batch_norm_vjp(self, shards, cotangents, *, weight, bias, eps, device):
-        """DP-7: the VJP of one training call on len(shards) replicas, in the data's dtype."""
+        """DP-7: the VJP of one training call on len(shards) replicas, in the compute dtype (NUM-2.1)."""
         dtype = shards[0].dtype
-        rows = [_channel_rows(s) for s in shards]
-        dy_rows = [_channel_rows(np.asarray(c).astype(dtype)) for c in cotangents]
+        compute = self.compute_dtype(dtype)
+        rows = [_channel_rows(s.astype(compute)) for s in shards]
+        dy_rows = [_channel_rows(np.asarray(c).astype(compute)) for c in cotangents]
         channels = rows[0].shape[0]
-        gamma = (np.ones(channels, dtype) if weight is None else np.asarray(weight).astype(dtype))[:, None]
+        gamma = (np.ones(channels, compute) if weight is None else np.asarray(weight).astype(compute))[:, None]
         with np.errstate(all="ignore"):
             partials = [self.partial(r) for r in rows]
             count, mean, m2 = self.combine(partials)
             if float(count[0]) < 2:
                 raise ValueError("BN-5.2: fewer than 2 values per channel in the global batch")
             variance = self.variance(count, mean, m2)
-            inverse = (dtype.type(1) / np.sqrt(variance + dtype.type(eps))).astype(dtype)[:, None]
+            inverse = (compute.type(1) / np.sqrt(variance + compute.type(eps))).astype(compute)[:, None]
             x_hats = [(r - mean[:, None]) * inverse for r in rows]
             local = [self.backward_partial(dy, x_hat) for dy, x_hat in zip(dy_rows, x_hats)]
             reduced = self.backward_reduce(local)
@@ -156,11 +160,11 @@ class MergingSyncKernel(TwoPassKernel):
     def update(self, replica: int, state: tuple, local: tuple, count, mean, variance, momentum) -> tuple:
         """One replica's BN-4.1 update from the global statistics."""
         old_mean, old_var = state
-        dtype = old_mean.dtype
-        alpha = dtype.type(momentum)
+        dtype, compute = old_mean.dtype, mean.dtype  # the state's dtype; the statistics' compute dtype
+        alpha = compute.type(momentum)
         estimate = variance * self.estimator_factor(count, local[0])
-        return (((1 - alpha) * old_mean + alpha * mean).astype(dtype),
-                ((1 - alpha) * old_var + alpha * estimate).astype(dtype))
+        return (((1 - alpha) * old_mean.astype(compute) + alpha * mean).astype(dtype),
+                ((1 - alpha) * old_var.astype(compute) + alpha * estimate).astype(dtype))
 
     # The backward (DP-7).
 
