@@ -6,8 +6,8 @@ Not a built-in adapter yet (issue 26): it loads as
 `normspec check normspec.adapters.torch_compile:TorchCompileAdapter`, has no expectations
 file, and a ci check costs far more than its budget: Dynamo compiles once per module
 configuration (eps, parameter shapes, affine flags, rank, dtype, grad mode), and the ci
-profile's LayerNorm float32 tests alone meet ~4,000 calls at ~0.37 s each with a warm
-inductor cache (docs/benchmarks.md, "torch.compile").
+profile builds 9,068 distinct configurations, at least 0.09 s each with a warm inductor cache and
+1.3 s cold (benchmarks/torch_compile_configurations.py; docs/benchmarks.md, "torch.compile").
 
 Every call compiles the module it is given (a new nn.Module each time, as in `torch`).
 Dynamo caches per code object (the module class's `forward`) and guards on what the traced
