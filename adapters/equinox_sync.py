@@ -141,6 +141,8 @@ class EquinoxSyncAdapter(Adapter):
         key = (int(num_features), dtype, affine, float(eps), float(momentum))
         module, state = _module(*key)
         if running_mean is not None:  # a restored checkpoint's state, as equinox_nn loads it
+            # State.set retires the State it is called on: set a copy, never _module's cached one.
+            state = jax.tree.map(lambda a: a, state)
             arrays = _state_arrays(module, state)
             arrays.update(mean=np.array(running_mean), var=np.array(running_var))
             state = _load_state(module, state, arrays)

@@ -102,22 +102,24 @@ def sync_cases(draw, adapter, *, op: str, dtype: str, families=SYNC_FAMILIES):
 class SyncContext(Context):
     """A Context whose reproduction runs the case's steps on the adapter's replicated layer."""
 
-    def __init__(self, adapter_id: str, case: SyncCase, device: str, cotangents: list | None = None):
+    def __init__(self, adapter_id: str, case: SyncCase, device: str, cotangents: list | None = None,
+                 running: tuple | None = None):
         super().__init__(adapter_id, case.op, case.dtype, device, case.global_shape)
-        self.sync_case, self.cotangents = case, cotangents
+        self.sync_case, self.cotangents, self.running = case, cotangents, running
 
     def header(self, what: str) -> str:
         return f"{super().header(what)}, {self.sync_case.replicas} replicas with shard sizes {self.sync_case.sizes}"
 
     def fail(self, clause: str, what: str, detail: str, worst: tuple | None = None):
-        reproduce = (reproduction(self.adapter, self.sync_case, self.device) if self.cotangents is None
+        reproduce = (reproduction(self.adapter, self.sync_case, self.device, self.running) if self.cotangents is None
                      else vjp_reproduction(self.adapter, self.sync_case, self.cotangents, self.device))
         raise NonConformance(clause, f"{self.header(what)}\n  {detail}", self, worst, reproduce=reproduce)
 
 
-def reproduction(adapter_id: str, case: SyncCase, device: str) -> str:
-    """Python that runs the case's steps on the adapter and prints every replica's outputs and
-    running statistics beside the reference's (inline for small cases, else the check command)."""
+def reproduction(adapter_id: str, case: SyncCase, device: str, running: tuple | None = None) -> str:
+    """Python that runs the case's steps on the adapter (from the given running statistics, or a fresh
+    state) and prints every replica's outputs and running statistics beside the reference's (inline
+    for small cases, else the check command)."""
     from normspec.adapters import LOADED
     target = LOADED.get(adapter_id, adapter_id)
     if sum(shard.size for step in case.steps for shard in step) > 256:
@@ -126,15 +128,16 @@ def reproduction(adapter_id: str, case: SyncCase, device: str) -> str:
     steps = ",\n         ".join("[" + ", ".join(array_source(s) for s in step) + "]" for step in case.steps)
     weight = array_source(case.weight)
     bias = array_source(case.bias)
+    given = "None, None" if running is None else f"{array_source(running[0])}, {array_source(running[1])}"
     return ("import numpy as np\nfrom normspec import reference\nfrom normspec.adapters import load_adapter\n"
             "from normspec.conventions import adapter_momentum, effective_alpha\n"
             f"adapter = load_adapter({target!r})\n"
             f"steps = [{steps}]\n"
             f"weight, bias = {weight}, {bias}\n"
+            f"mean, var, k = {given}, 0\n"
             f"layer = adapter.sync_batch_norm_layer(replicas={case.replicas}, num_features={case.channels}, "
-            f"dtype={case.dtype!r}, weight=weight, bias=bias, running_mean=None, running_var=None, "
+            f"dtype={case.dtype!r}, weight=weight, bias=bias, running_mean=mean, running_var=var, "
             f"momentum=adapter_momentum(adapter, {case.alpha!r}), eps={case.eps!r}, device={device!r})\n"
-            "mean, var, k = None, None, 0\n"
             f"for shards, training in zip(steps, {case.training!r}):\n"
             "    print('outputs:', layer(shards, training=training))\n"
             "    print('running statistics per replica:', layer.running_stats())\n"
@@ -197,26 +200,44 @@ def check_replicas_agree(stats: list, context: Context, label: str) -> None:
                           what=f"replica {r} {name} after {label}, against replica 0's")
 
 
-def run_sync_case(adapter, case: SyncCase, device: str) -> list:
-    """Run every step of `case` on the adapter's replicated layer and check it (DP-1 .. DP-6).
+def restored_running_stats(case: SyncCase) -> tuple:
+    """Running statistics as a checkpoint restores them (DP-1: the same on every replica): a mean of
+    the data's scale and a variance in [0.5, 2], in the case's dtype, from the case's seed."""
+    rng = np.random.default_rng(case.seed + 1)
+    values = np.concatenate([s.astype(np.float64).ravel() for s in case.steps[0]])
+    scale = float(np.abs(values[np.isfinite(values)]).max(initial=1.0))
+    dtype = numpy_dtype(case.dtype)
+    return (rng.uniform(-scale, scale, case.channels).astype(dtype), rng.uniform(0.5, 2.0, case.channels).astype(dtype))
+
+
+def run_sync_case(adapter, case: SyncCase, device: str, running: tuple | None = None) -> list:
+    """Run every step of `case` on the adapter's replicated layer and check it (DP-1 .. DP-6), from a
+    fresh layer's state (BN-4.3) or from the given `running` (mean, variance) on every replica.
     Returns the observed outputs per step; raises NonConformance."""
     row = DATA_PARALLEL[case.op]
-    context = SyncContext(adapter.id, case, device)
+    context = SyncContext(adapter.id, case, device, running=running)
     dtype = numpy_dtype(case.dtype)
     estimator = adapter.conventions.running_var_estimator
     alpha = effective_alpha(adapter, case.alpha)
     uneven = len(set(case.sizes)) > 1
     call_clause = "DP-5" if uneven else row.defining_clause
-    with adapter_call(context, "layer construction", call_clause, unchanged={"weight": case.weight, "bias": case.bias}):
+    given_mean, given_var = (None, None) if running is None else running
+    unchanged = {"weight": case.weight, "bias": case.bias, "running mean": given_mean, "running variance": given_var}
+    with adapter_call(context, "layer construction", call_clause, unchanged=unchanged):
         layer = adapter.sync_batch_norm_layer(
             replicas=case.replicas, num_features=case.channels, dtype=case.dtype, weight=case.weight, bias=case.bias,
-            running_mean=None, running_var=None, momentum=adapter_momentum(adapter, case.alpha), eps=case.eps,
-            device=device)
+            running_mean=given_mean, running_var=given_var, momentum=adapter_momentum(adapter, case.alpha),
+            eps=case.eps, device=device)
     stats = read_replica_stats(layer, case, context)
     check_replicas_agree(stats, context, "construction")
-    for name, value, initial in zip(("running mean", "running variance"), stats[0], (0.0, 1.0)):
-        assert_within(value, np.full(value.shape, initial), 0.0, clause="BN-4.3", context=context,
-                      what=f"initial {name}")
+    if running is None:
+        for name, value, initial in zip(("running mean", "running variance"), stats[0], (0.0, 1.0)):
+            assert_within(value, np.full(value.shape, initial), 0.0, clause="BN-4.3", context=context,
+                          what=f"initial {name}")
+    else:
+        for name, value, given in zip(("running mean", "running variance"), stats[0], running):
+            assert_within(value, given.astype(np.float64), 0.0, clause="DP-1", context=context,
+                          what=f"{name} after construction with it given (a restored checkpoint)")
     observed_steps, trained = [], 0
     for step, (shards, training) in enumerate(zip(case.steps, case.training)):
         label = f"step {step + 1} ({'training' if training else 'evaluation'})"

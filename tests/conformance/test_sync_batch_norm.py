@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from normspec.data_parallel import (SyncContext, check_replicas_agree, read_replica_stats, run_sync_case, run_sync_vjp,
-                                    sync_cases)
+from normspec.data_parallel import (SyncContext, check_replicas_agree, read_replica_stats, restored_running_stats,
+                                    run_sync_case, run_sync_vjp, sync_cases)
 from normspec.dtypes import DTYPES, numpy_dtype
 from normspec.strategies import COTANGENTS, cotangent
 from normspec.harness import adapter_call
@@ -46,6 +46,15 @@ def test_sync_shard_sizes_beyond_equal(adapter, op, dtype, device, data):
         pytest.skip(f"not run: {adapter.id} declares it cannot express uneven shards (Capabilities.shard_sizes)")
     case = data.draw(sync_cases(adapter, op=op, dtype=dtype).filter(lambda c: len(set(c.sizes)) > 1), label="case")
     run_sync_case(adapter, case, device)
+
+
+@_sync_test("DP-1", "DP-3", "DP-4", "DP-6")
+def test_sync_restored_running_statistics(adapter, op, dtype, device, data):
+    """A layer built with given running statistics (a restored checkpoint, the same on every replica:
+    DP-1) holds them, updates them from the global statistics in training (DP-4) and normalizes with
+    them in evaluation (DP-3)."""
+    case = data.draw(sync_cases(adapter, op=op, dtype=dtype), label="case")
+    run_sync_case(adapter, case, device, running=restored_running_stats(case))
 
 
 @_sync_test("DP-4", "DP-3")

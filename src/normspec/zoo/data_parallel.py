@@ -247,6 +247,22 @@ class ReplicasKeepLocalMeans(SyncMutant):
         return super().update(replica, state, local, count, local_mean, variance, momentum)
 
 
+class RestoreOnReplicaZeroOnly(SyncMutant):
+    """Loads a checkpoint's running statistics on replica 0 only (the rank that read the file) and
+    leaves the other replicas' fresh state, with no broadcast: the replicas start apart."""
+    id, violates = "mutant-sync-restore-on-replica-0-only", "DP-4"
+    caught_by = frozenset({"DP-4"})
+
+    def sync_batch_norm_layer(self, *, replicas, num_features, dtype, weight, bias, running_mean, running_var,
+                              momentum, eps, device):
+        layer = super().sync_batch_norm_layer(replicas=replicas, num_features=num_features, dtype=dtype,
+                                              weight=weight, bias=bias, running_mean=None, running_var=None,
+                                              momentum=momentum, eps=eps, device=device)
+        if running_mean is not None:
+            layer.state[0] = (np.array(running_mean), np.array(running_var))
+        return layer
+
+
 # ---------------------------------------------------------------- the backward (DP-7)
 
 class LocalBackwardSums(SyncMutant):
