@@ -84,7 +84,8 @@ def load_adapter(target: str) -> Adapter:
 
 def methods_without_param_dtype(adapter: Adapter) -> list:
     """The methods a mixed-precision call reaches that cannot take `param_dtype`: each op's method (a
-    FunctionalAdapter's functional form where it builds the layer), and `vjp` for the backward ops."""
+    FunctionalAdapter's functional form where it builds the layer), `vjp` for the backward ops, and a
+    data-parallel op's replicated layer and VJP."""
     caps = adapter.capabilities
     if not caps.mixed_precision:
         return []
@@ -98,6 +99,11 @@ def methods_without_param_dtype(adapter: Adapter) -> list:
         reached.append(name)
         if op in caps.backward_ops:
             reached.append("vjp")
+    for op in caps.data_parallel:  # synchronized BatchNorm (DP): the replicated layer and its VJP
+        if any(caps.parameter_dtypes_for(op, dtype) for dtype, _ in caps.mixed_precision):
+            reached.append(f"{op}_layer")
+            if op in caps.data_parallel_backward:
+                reached.append(f"{op}_vjp")
     return sorted({name for name in reached if not _takes(getattr(adapter, name), "param_dtype")})
 
 

@@ -27,6 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, PartitionSpec as P
 
+from normspec.dtypes import MIXED_PRECISION
+
 from . import _jax_common  # noqa: F401  (jax_enable_x64 for the float64 cases, as the other JAX adapters)
 from ._jax_process import cache, note_jitted_call
 from .base import Adapter, Capabilities, ReplicatedLayer
@@ -126,13 +128,15 @@ class EquinoxSyncAdapter(Adapter):
     conventions = EquinoxAdapter.conventions
     capabilities = Capabilities(ops=(), dtypes=("float16", "bfloat16", "float32", "float64"), devices=("cpu",),
                                 data_parallel=("sync_batch_norm",), data_parallel_backward=("sync_batch_norm",),
-                                max_replicas=8, shard_sizes=())
+                                mixed_precision=MIXED_PRECISION, max_replicas=8, shard_sizes=())
     environment = FlaxLinenSyncAdapter.environment
     device_status = FlaxLinenSyncAdapter.device_status
 
     def sync_batch_norm_layer(self, *, replicas, num_features, dtype, weight, bias, running_mean, running_var,
-                              momentum, eps, device):
-        dtype = str(np.dtype(dtype))
+                              momentum, eps, device, param_dtype=None):
+        # The module's dtype is its parameters' and state's: a mixed-precision user builds it in float32 and
+        # feeds it half shards, as equinox_nn does on one device (NUM-2.3).
+        dtype = str(np.dtype(param_dtype or dtype))
         affine = weight is not None or bias is not None
         # One flag for both: a lone weight or bias comes with the other at Equinox's identity value (equinox_nn).
         params = {} if not affine else {
@@ -148,8 +152,8 @@ class EquinoxSyncAdapter(Adapter):
             state = _load_state(module, state, arrays)
         return EquinoxSyncLayer(replicas, key, params, state)
 
-    def sync_batch_norm_vjp(self, shards, cotangents, *, weight, bias, eps, device):
-        replicas, dtype, channels = len(shards), str(shards[0].dtype), shards[0].shape[1]
+    def sync_batch_norm_vjp(self, shards, cotangents, *, weight, bias, eps, device, param_dtype=None):
+        replicas, dtype, channels = len(shards), str(np.dtype(param_dtype or shards[0].dtype)), shards[0].shape[1]
         if len({s.shape[0] for s in shards}) != 1:
             raise ValueError(f"shards of sizes {[s.shape[0] for s in shards]}: shard_map needs one size, and "
                              f"Equinox's BatchNorm has no mask")

@@ -23,10 +23,12 @@ from .base import Adapter, ReplicatedLayer
 from .flax_sync import _AXIS, _VJP_MOMENTUM, FlaxLinenSyncAdapter, _padded
 
 
-def _model(channels: int, dtype: str, use_scale: bool, use_bias: bool, eps: float, momentum: float):
-    dtype = jnp.dtype(dtype)
-    return nnx.BatchNorm(channels, axis_name=_AXIS, momentum=momentum, epsilon=eps, dtype=dtype, param_dtype=dtype,
-                         use_scale=use_scale, use_bias=use_bias, rngs=nnx.Rngs(0))
+def _model(channels: int, dtype: str, use_scale: bool, use_bias: bool, eps: float, momentum: float,
+           param_dtype: str | None = None):
+    """NNX's BatchNorm computing in `dtype` with parameters in `param_dtype` (by default the same)."""
+    return nnx.BatchNorm(channels, axis_name=_AXIS, momentum=momentum, epsilon=eps, dtype=jnp.dtype(dtype),
+                         param_dtype=jnp.dtype(param_dtype or dtype), use_scale=use_scale, use_bias=use_bias,
+                         rngs=nnx.Rngs(0))
 
 
 @cache
@@ -98,10 +100,10 @@ class FlaxNnxSyncAdapter(Adapter):
     environment = FlaxLinenSyncAdapter.environment
     device_status = FlaxLinenSyncAdapter.device_status
 
-    def _built(self, num_features, dtype, weight, bias, running_mean, running_var, eps, momentum):
+    def _built(self, num_features, dtype, weight, bias, running_mean, running_var, eps, momentum, param_dtype=None):
         """The structure key and a model with the given parameters and statistics in place."""
         structure = (int(num_features), str(np.dtype(dtype)), weight is not None, bias is not None, float(eps),
-                     float(momentum))
+                     float(momentum), param_dtype)
         model = _model(*structure)
         for name, value in (("scale", weight), ("bias", bias), ("mean", running_mean), ("var", running_var)):
             if value is not None:
@@ -109,15 +111,16 @@ class FlaxNnxSyncAdapter(Adapter):
         return structure, model
 
     def sync_batch_norm_layer(self, *, replicas, num_features, dtype, weight, bias, running_mean, running_var,
-                              momentum, eps, device):
-        structure, model = self._built(num_features, dtype, weight, bias, running_mean, running_var, eps, momentum)
+                              momentum, eps, device, param_dtype=None):
+        structure, model = self._built(num_features, dtype, weight, bias, running_mean, running_var, eps, momentum,
+                                       param_dtype)
         _, state = nnx.split(model)
         return FlaxNnxSyncLayer(replicas, structure, state)
 
-    def sync_batch_norm_vjp(self, shards, cotangents, *, weight, bias, eps, device):
+    def sync_batch_norm_vjp(self, shards, cotangents, *, weight, bias, eps, device, param_dtype=None):
         replicas = len(shards)
         structure, model = self._built(shards[0].shape[-1], shards[0].dtype, weight, bias, None, None, eps,
-                                       _VJP_MOMENTUM)
+                                       _VJP_MOMENTUM, param_dtype)
         _, params, stats = nnx.split(model, nnx.Param, nnx.BatchStat)
         params, stats = (jax.tree.map(lambda a: jnp.stack([a] * replicas), tree) for tree in (params, stats))
         x, mask, sizes = _padded(shards, replicas)

@@ -22,6 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, PartitionSpec as P
 
+from normspec.dtypes import MIXED_PRECISION
+
 from . import _jax_common  # noqa: F401  (jax_enable_x64 for the float64 cases, as the other Flax adapters)
 from ._jax_process import cache, note_jitted_call
 from .base import Adapter, Capabilities, ReplicatedLayer
@@ -31,18 +33,19 @@ _AXIS = "batch"
 _DEVICES = 8
 
 
-def _module(dtype: str, use_scale: bool, use_bias: bool, eps, momentum) -> nn.BatchNorm:
-    dtype = jnp.dtype(dtype)
-    return nn.BatchNorm(axis=-1, axis_name=_AXIS, momentum=momentum, epsilon=eps, dtype=dtype, param_dtype=dtype,
-                        use_scale=use_scale, use_bias=use_bias)
+def _module(dtype: str, use_scale: bool, use_bias: bool, eps, momentum, param_dtype: str | None = None) -> nn.BatchNorm:
+    """Flax's BatchNorm computing in `dtype` with parameters in `param_dtype` (by default the same: NUM-2.3's
+    mixed precision is dtype=half, param_dtype=float32)."""
+    return nn.BatchNorm(axis=-1, axis_name=_AXIS, momentum=momentum, epsilon=eps, dtype=jnp.dtype(dtype),
+                        param_dtype=jnp.dtype(param_dtype or dtype), use_scale=use_scale, use_bias=use_bias)
 
 
 @cache
-def _init(dtype: str, channels: int, use_scale: bool, use_bias: bool):
+def _init(dtype: str, channels: int, use_scale: bool, use_bias: bool, param_dtype: str | None = None):
     """The module's own `init` on one device: its fresh batch_stats (BN-4.3)."""
     def init(eps, momentum):
         dummy = jnp.zeros((1, channels), jnp.dtype(dtype))
-        module = _module(dtype, use_scale, use_bias, eps, momentum)
+        module = _module(dtype, use_scale, use_bias, eps, momentum, param_dtype)
         # axis_name needs a bound axis even in init: a one-device vmap names it.
         variables = jax.vmap(lambda d: module.init(jax.random.key(0), d, use_running_average=True),
                              axis_name=_AXIS)(dummy[None])
@@ -51,13 +54,14 @@ def _init(dtype: str, channels: int, use_scale: bool, use_bias: bool):
 
 
 @cache
-def _step(replicas: int, dtype: str, use_scale: bool, use_bias: bool, training: bool, masked: bool):
+def _step(replicas: int, dtype: str, use_scale: bool, use_bias: bool, training: bool, masked: bool,
+          param_dtype: str | None = None):
     """The jitted shard_map of one BatchNorm call over `replicas` devices: (params, stats, x, mask, eps,
     momentum) -> (y, stats), x, mask, y and stats with a leading replica axis."""
     mesh = Mesh(np.array(jax.devices("cpu")[:replicas]), (_AXIS,))
 
     def per_replica(params, stats, x, mask, eps, momentum):
-        module = _module(dtype, use_scale, use_bias, eps, momentum)
+        module = _module(dtype, use_scale, use_bias, eps, momentum, param_dtype)
         variables = {"params": params, "batch_stats": jax.tree.map(lambda a: a[0], stats)}
         local_mask = mask[0] if masked else None
         if not training:
@@ -74,14 +78,14 @@ def _step(replicas: int, dtype: str, use_scale: bool, use_bias: bool, training: 
 
 
 @cache
-def _vjp_step(replicas: int, dtype: str, use_scale: bool, use_bias: bool, masked: bool):
+def _vjp_step(replicas: int, dtype: str, use_scale: bool, use_bias: bool, masked: bool, param_dtype: str | None = None):
     """The jitted shard_map of jax.vjp of one training call on every replica: (params, stats, x, mask, dy,
     eps) -> (dx, dparams), dparams each replica's own; JAX transposes Flax's collective."""
     mesh = Mesh(np.array(jax.devices("cpu")[:replicas]), (_AXIS,))
 
     def per_replica(params, stats, x, mask, dy, eps):
         params = jax.tree.map(lambda a: a[0], params)
-        module = _module(dtype, use_scale, use_bias, eps, _VJP_MOMENTUM)
+        module = _module(dtype, use_scale, use_bias, eps, _VJP_MOMENTUM, param_dtype)
         batch_stats = jax.tree.map(lambda a: a[0], stats)
         local_mask = mask[0] if masked else None
 
@@ -117,8 +121,9 @@ def _padded(shards, replicas):
 class FlaxSyncLayer(ReplicatedLayer):
     """The parameters and every replica's batch_stats (stacked on the replica axis) between calls."""
 
-    def __init__(self, replicas, dtype, weight, bias, eps, momentum, stats):
+    def __init__(self, replicas, dtype, weight, bias, eps, momentum, stats, param_dtype=None):
         self._replicas, self._dtype, self._eps, self._momentum = replicas, str(np.dtype(dtype)), eps, momentum
+        self._param_dtype = param_dtype
         params = {"scale": weight, "bias": bias}
         self._params = {k: np.array(v) for k, v in params.items() if v is not None}
         self._stats = {k: np.stack([np.asarray(v)] * replicas) for k, v in stats.items()}
@@ -129,7 +134,7 @@ class FlaxSyncLayer(ReplicatedLayer):
         x, mask, sizes = _padded(shards, self._replicas)
         masked = len(set(sizes)) > 1
         step = _step(self._replicas, self._dtype, "scale" in self._params, "bias" in self._params, bool(training),
-                     masked)
+                     masked, self._param_dtype)
         note_jitted_call()
         y, stats = step(self._params, self._stats, x, mask, self._eps, self._momentum)
         self._stats = {k: np.asarray(v) for k, v in stats.items()}
@@ -147,6 +152,7 @@ class FlaxLinenSyncAdapter(Adapter):
     conventions = FlaxAdapter.conventions
     capabilities = Capabilities(ops=(), dtypes=("float16", "bfloat16", "float32", "float64"), devices=("cpu",),
                                 data_parallel=("sync_batch_norm",), data_parallel_backward=("sync_batch_norm",),
+                                mixed_precision=MIXED_PRECISION,
                                 max_replicas=_DEVICES,
                                 shard_sizes=("uneven", "empty"))
     environment = {"XLA_FLAGS": f"--xla_force_host_platform_device_count={_DEVICES}"}
@@ -159,25 +165,26 @@ class FlaxLinenSyncAdapter(Adapter):
                        f"XLA_FLAGS={self.environment['XLA_FLAGS']} (normspec check sets it)"}
 
     def sync_batch_norm_layer(self, *, replicas, num_features, dtype, weight, bias, running_mean, running_var,
-                              momentum, eps, device):
+                              momentum, eps, device, param_dtype=None):
         dtype = str(np.dtype(dtype))
         if running_mean is None or running_var is None:
             note_jitted_call()
-            fresh = _init(dtype, int(num_features), weight is not None, bias is not None)(float(eps), float(momentum))
+            fresh = _init(dtype, int(num_features), weight is not None, bias is not None, param_dtype)(
+                float(eps), float(momentum))
             stats = {k: np.asarray(v) for k, v in fresh.items()}
         else:
             stats = {"mean": running_mean, "var": running_var}
-        return FlaxSyncLayer(replicas, dtype, weight, bias, float(eps), float(momentum), stats)
+        return FlaxSyncLayer(replicas, dtype, weight, bias, float(eps), float(momentum), stats, param_dtype)
 
-    def sync_batch_norm_vjp(self, shards, cotangents, *, weight, bias, eps, device):
+    def sync_batch_norm_vjp(self, shards, cotangents, *, weight, bias, eps, device, param_dtype=None):
         replicas, dtype = len(shards), str(shards[0].dtype)
         channels = shards[0].shape[-1]
-        stats = {k: np.stack([np.asarray(v)] * replicas)
-                 for k, v in _init(dtype, channels, weight is not None, bias is not None)(float(eps), _VJP_MOMENTUM).items()}
+        fresh = _init(dtype, channels, weight is not None, bias is not None, param_dtype)(float(eps), _VJP_MOMENTUM)
+        stats = {k: np.stack([np.asarray(v)] * replicas) for k, v in fresh.items()}
         params = {k: np.stack([v] * replicas) for k, v in {"scale": weight, "bias": bias}.items() if v is not None}
         x, mask, sizes = _padded(shards, replicas)
         dy, _, _ = _padded(cotangents, replicas)
-        step = _vjp_step(replicas, dtype, weight is not None, bias is not None, len(set(sizes)) > 1)
+        step = _vjp_step(replicas, dtype, weight is not None, bias is not None, len(set(sizes)) > 1, param_dtype)
         note_jitted_call()
         dx, dparams = step(params, stats, x, mask, dy, float(eps))
         dx = np.asarray(dx)

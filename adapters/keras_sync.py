@@ -31,6 +31,8 @@ import functools
 
 import numpy as np
 
+from normspec.dtypes import MIXED_PRECISION
+
 from ._tf_common import tf, tf_version  # imports TensorFlow (quietly), starts no runtime
 from .base import Adapter, Capabilities, ReplicatedLayer
 
@@ -49,7 +51,7 @@ def _configure_devices():
 
 _CONFIGURE_ERROR = _configure_devices()  # before Keras is imported or any op runs
 
-from ._keras_common import CONVENTIONS, import_keras  # noqa: E402
+from ._keras_common import CONVENTIONS, import_keras, policy  # noqa: E402
 
 keras = import_keras("tensorflow", "keras-sync")
 
@@ -133,7 +135,7 @@ class KerasSyncAdapter(Adapter):
     conventions = CONVENTIONS
     capabilities = Capabilities(ops=(), dtypes=("float16", "bfloat16", "float32", "float64"), devices=("cpu",),
                                 data_parallel=("sync_batch_norm",), data_parallel_backward=("sync_batch_norm",),
-                                max_replicas=_DEVICES,
+                                mixed_precision=MIXED_PRECISION, max_replicas=_DEVICES,
                                 shard_sizes=("uneven", "empty"))
     environment = {"KERAS_BACKEND": "tensorflow"}
 
@@ -150,31 +152,32 @@ class KerasSyncAdapter(Adapter):
                        f"where nothing ran TensorFlow before this adapter's import (not beside keras or tf-nn)"}
 
     def sync_batch_norm_layer(self, *, replicas, num_features, dtype, weight, bias, running_mean, running_var,
-                              momentum, eps, device):
+                              momentum, eps, device, param_dtype=None):
         strategy = _strategy(int(replicas))
         dtype = str(np.dtype(dtype))
-        config = dict(channels=int(num_features), dtype=dtype, use_scale=weight is not None,
+        variables = str(np.dtype(param_dtype or dtype))  # Keras' mixed policy keeps its variables in float32
+        config = dict(channels=int(num_features), dtype=policy(dtype, param_dtype), use_scale=weight is not None,
                       use_bias=bias is not None, eps=float(eps), momentum=float(momentum))
         layer = _build(strategy, 2, **config)
         with strategy.scope():
             for name, value in (("gamma", weight), ("beta", bias), ("moving_mean", running_mean),
                                 ("moving_variance", running_var)):
                 if value is not None:
-                    getattr(layer, name).value.assign(np.asarray(value, dtype=dtype))
+                    getattr(layer, name).value.assign(np.asarray(value, dtype=variables))
         return KerasSyncLayer(int(replicas), layer, strategy, config)
 
-    def sync_batch_norm_vjp(self, shards, cotangents, *, weight, bias, eps, device):
+    def sync_batch_norm_vjp(self, shards, cotangents, *, weight, bias, eps, device, param_dtype=None):
         """Every replica's input gradient and its own gamma/beta gradient of one training call, from
         tf.GradientTape inside the replica function (as a custom training step takes them, before the
         optimizer's all-reduce); TensorFlow differentiates Keras' all_reduce."""
         replicas, dtype = len(shards), str(np.dtype(shards[0].dtype))
         strategy = _strategy(replicas)
-        layer = _build(strategy, shards[0].ndim, channels=int(shards[0].shape[-1]), dtype=dtype,
+        layer = _build(strategy, shards[0].ndim, channels=int(shards[0].shape[-1]), dtype=policy(dtype, param_dtype),
                        use_scale=weight is not None, use_bias=bias is not None, eps=float(eps), momentum=_VJP_MOMENTUM)
         with strategy.scope():
             for name, value in (("gamma", weight), ("beta", bias)):
                 if value is not None:
-                    getattr(layer, name).value.assign(np.asarray(value, dtype=dtype))
+                    getattr(layer, name).value.assign(np.asarray(value, dtype=str(np.dtype(param_dtype or dtype))))
         x = _distribute(strategy, [np.array(s) for s in shards])
         dy = _distribute(strategy, [np.array(c) for c in cotangents])
         params = (layer.gamma if weight is not None else None, layer.beta if bias is not None else None)

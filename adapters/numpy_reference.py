@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from normspec import reference
-from normspec.dtypes import MIXED_PRECISION
+from normspec.dtypes import MIXED_PRECISION, numpy_dtype
 from normspec.errors import ConfigurationError
 from normspec.registry import SCALERS
 
@@ -103,12 +103,13 @@ class NumpyReferenceAdapter(FunctionalAdapter):
         return ReferenceScaler(fit, SCALERS["minmax_scaler"].statistics)
 
     def sync_batch_norm_layer(self, *, replicas, num_features, dtype, weight, bias, running_mean, running_var,
-                              momentum, eps, device):
-        if running_mean is None:  # BN-4.3, in the layer's dtype
-            running_mean, running_var = np.zeros(num_features, dtype), np.ones(num_features, dtype)
+                              momentum, eps, device, param_dtype=None):
+        if running_mean is None:  # BN-4.3, in the parameters' dtype (NUM-2.3)
+            state_dtype = numpy_dtype(param_dtype or dtype)
+            running_mean, running_var = np.zeros(num_features, state_dtype), np.ones(num_features, state_dtype)
         return ReferenceReplicatedLayer(replicas, weight, bias, running_mean, running_var, momentum, eps)
 
-    def sync_batch_norm_vjp(self, shards, cotangents, *, weight, bias, eps, device):
+    def sync_batch_norm_vjp(self, shards, cotangents, *, weight, bias, eps, device, param_dtype=None):
         gradient = reference.sync_batch_norm_vjp(shards, cotangents, weight, bias, training=True, eps=eps)
         # The global parameter gradients held by replica 0, zeros elsewhere: their sum is the global one (DP-7).
         return {"x": gradient["x"],

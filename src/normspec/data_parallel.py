@@ -40,6 +40,17 @@ class SyncCase:
     bias: np.ndarray | None
     family: str
     seed: int
+    param_dtype: str | None = None  # the parameters' and running statistics' dtype if not the input's (NUM-2.3)
+
+    @property
+    def parameter_dtype(self) -> str:
+        return self.param_dtype or self.dtype
+
+    @property
+    def mixed_keyword(self) -> dict:
+        """`param_dtype=` for the adapter's methods, passed only in a mixed-precision case (as
+        normspec.conventions does), so adapters that declare no pairs keep their signatures."""
+        return {"param_dtype": self.param_dtype} if self.param_dtype not in (None, self.dtype) else {}
 
     @property
     def replicas(self) -> int:
@@ -71,10 +82,10 @@ def _shard_sizes(draw, replicas: int, kinds: tuple) -> list:
 
 
 @st.composite
-def sync_cases(draw, adapter, *, op: str, dtype: str, families=SYNC_FAMILIES):
+def sync_cases(draw, adapter, *, op: str, dtype: str, param_dtype: str | None = None, families=SYNC_FAMILIES):
     """Two training steps and one evaluation step on R replicas (2 to the adapter's and the row's most),
     the shard sizes it can express, values of a drawn family over the global batch (large offsets
-    included), eps, alpha and affine parameters."""
+    included), eps, alpha and affine parameters (in `param_dtype` where given: NUM-2.3)."""
     row, caps = DATA_PARALLEL[op], adapter.capabilities
     replicas = draw(st.integers(row.min_replicas, min(row.max_replicas, caps.max_replicas)), label="replicas")
     sizes = _shard_sizes(draw, replicas, caps.shard_sizes)
@@ -93,10 +104,11 @@ def sync_cases(draw, adapter, *, op: str, dtype: str, families=SYNC_FAMILIES):
         values = np.moveaxis(fill(rng, family, canonical, ids, np_dtype, eps), 1, channel_axis)
         steps.append(tuple(np.split(np.ascontiguousarray(values), np.cumsum(sizes)[:-1], axis=0)))
     affine = draw(st.booleans(), label="affine")
-    weight = rng.uniform(0.5, 2.0, channels).astype(np_dtype) if affine else None
-    bias = rng.uniform(-1.0, 1.0, channels).astype(np_dtype) if affine else None
+    parameter_dtype = numpy_dtype(param_dtype or dtype)
+    weight = rng.uniform(0.5, 2.0, channels).astype(parameter_dtype) if affine else None
+    bias = rng.uniform(-1.0, 1.0, channels).astype(parameter_dtype) if affine else None
     return SyncCase(op, dtype, channel_axis, tuple(steps), (True, True, False), eps,
-                    draw(st.sampled_from(_ALPHAS), label="alpha"), weight, bias, family, seed)
+                    draw(st.sampled_from(_ALPHAS), label="alpha"), weight, bias, family, seed, param_dtype)
 
 
 class SyncContext(Context):
@@ -129,6 +141,7 @@ def reproduction(adapter_id: str, case: SyncCase, device: str, running: tuple | 
     weight = array_source(case.weight)
     bias = array_source(case.bias)
     given = "None, None" if running is None else f"{array_source(running[0])}, {array_source(running[1])}"
+    mixed = "".join(f", {k}={v!r}" for k, v in case.mixed_keyword.items())
     return ("import numpy as np\nfrom normspec import reference\nfrom normspec.adapters import load_adapter\n"
             "from normspec.conventions import adapter_momentum, effective_alpha\n"
             f"adapter = load_adapter({target!r})\n"
@@ -137,7 +150,7 @@ def reproduction(adapter_id: str, case: SyncCase, device: str, running: tuple | 
             f"mean, var, k = {given}, 0\n"
             f"layer = adapter.sync_batch_norm_layer(replicas={case.replicas}, num_features={case.channels}, "
             f"dtype={case.dtype!r}, weight=weight, bias=bias, running_mean=mean, running_var=var, "
-            f"momentum=adapter_momentum(adapter, {case.alpha!r}), eps={case.eps!r}, device={device!r})\n"
+            f"momentum=adapter_momentum(adapter, {case.alpha!r}), eps={case.eps!r}, device={device!r}{mixed})\n"
             f"for shards, training in zip(steps, {case.training!r}):\n"
             "    print('outputs:', layer(shards, training=training))\n"
             "    print('running statistics per replica:', layer.running_stats())\n"
@@ -166,7 +179,7 @@ def vjp_reproduction(adapter_id: str, case: SyncCase, cotangents: list, device: 
             f"cotangents = [{', '.join(array_source(c) for c in cotangents)}]\n"
             f"weight, bias = {weight}, {bias}\n"
             f"print(adapter.sync_batch_norm_vjp(shards, cotangents, weight=weight, bias=bias, eps={case.eps!r}, "
-            f"device={device!r}))\n"
+            f"device={device!r}{''.join(f', {k}={v!r}' for k, v in case.mixed_keyword.items())}))\n"
             f"print(reference.sync_batch_norm_vjp(shards, cotangents, weight, bias, training=True, eps={case.eps!r}, "
             f"channel_axis={case.channel_axis}, exact=True))")
 
@@ -178,14 +191,15 @@ def _affine(case: SyncCase, ndim: int):
 
 
 def read_replica_stats(layer, case: SyncCase, context: Context) -> list:
-    """Every replica's (running mean, running variance) as float64, count, shapes and dtypes checked."""
+    """Every replica's (running mean, running variance) as float64, count, shapes and dtypes (the
+    parameters', NUM-2.2) checked."""
     with adapter_call(context, "running_stats()", "DP-4"):
         stats = layer.running_stats()
     if not isinstance(stats, (list, tuple)) or len(stats) != case.replicas:
         context.fail("DP-4", "running_stats()", f"returned {type(stats).__name__} of length "
                      f"{len(stats) if hasattr(stats, '__len__') else '?'}; expected one (mean, var) pair per "
                      f"replica, {case.replicas}")
-    dtype = numpy_dtype(case.dtype)
+    dtype = numpy_dtype(case.parameter_dtype)
     return [tuple(check_array(value, shape=(case.channels,), dtype=dtype, context=context,
                               what=f"replica {r} {name}").astype(np.float64)
                   for name, value in zip(("running mean", "running variance"), pair))
@@ -206,7 +220,7 @@ def restored_running_stats(case: SyncCase) -> tuple:
     rng = np.random.default_rng(case.seed + 1)
     values = np.concatenate([s.astype(np.float64).ravel() for s in case.steps[0]])
     scale = float(np.abs(values[np.isfinite(values)]).max(initial=1.0))
-    dtype = numpy_dtype(case.dtype)
+    dtype = numpy_dtype(case.parameter_dtype)
     return (rng.uniform(-scale, scale, case.channels).astype(dtype), rng.uniform(0.5, 2.0, case.channels).astype(dtype))
 
 
@@ -227,7 +241,7 @@ def run_sync_case(adapter, case: SyncCase, device: str, running: tuple | None = 
         layer = adapter.sync_batch_norm_layer(
             replicas=case.replicas, num_features=case.channels, dtype=case.dtype, weight=case.weight, bias=case.bias,
             running_mean=given_mean, running_var=given_var, momentum=adapter_momentum(adapter, case.alpha),
-            eps=case.eps, device=device)
+            eps=case.eps, device=device, **case.mixed_keyword)
     stats = read_replica_stats(layer, case, context)
     check_replicas_agree(stats, context, "construction")
     if running is None:
@@ -278,16 +292,16 @@ def check_global_update(case: SyncCase, training: bool, old, new, result, steps,
         for name, before, after in zip(names, old, new):
             assert_within(after, before, 0.0, clause="DP-4", context=context, what=f"{name} after {label}")
         return
-    dtype = numpy_dtype(case.dtype)
+    dtype, statistic_dtype = numpy_dtype(case.dtype), numpy_dtype(case.parameter_dtype)
     shape = case.global_shape
     terms = tolerance.batch_statistic_terms(steps, shape=shape, channel_axis=case.channel_axis, samples=0,
                                             input_dtype=dtype, replicas=case.replicas)
     for (name, (batch, error)), before, after, expected in zip(terms.items(), old, new,
                                                                (result.running_mean, result.running_var)):
         bound = tolerance.running_bound(alpha=alpha, old=before, batch_statistic=batch, new=expected,
-                                        batch_error=error, input_dtype=dtype)
+                                        batch_error=error, input_dtype=dtype, statistic_dtype=statistic_dtype)
         assert_within(after, expected, bound, clause="DP-4", context=context,
-                      what=f"{name} after {label} (global statistics, DP-2)", dtype=dtype)
+                      what=f"{name} after {label} (global statistics, DP-2)", dtype=statistic_dtype)
 
 
 def run_sync_vjp(adapter, case: SyncCase, cotangents: list, device: str) -> None:
@@ -301,7 +315,7 @@ def run_sync_vjp(adapter, case: SyncCase, cotangents: list, device: str) -> None
     given = {**{f"shard {r}": s for r, s in enumerate(shards)}, **{f"cotangent {r}": c for r, c in enumerate(cotangents)}}
     with adapter_call(context, "sync_batch_norm_vjp", "DP-7", unchanged=given):
         observed = adapter.sync_batch_norm_vjp(shards, cotangents, weight=case.weight, bias=case.bias, eps=case.eps,
-                                               device=device)
+                                               device=device, **case.mixed_keyword)
     if not isinstance(observed, dict) or len(observed.get("x") or ()) != case.replicas:
         context.fail("DP-7", "vjp", f"returned {type(observed).__name__}; expected a dict whose 'x' lists one input "
                                     f"gradient per replica ({case.replicas})")
@@ -315,8 +329,10 @@ def run_sync_vjp(adapter, case: SyncCase, cotangents: list, device: str) -> None
     exact = {**gradient, "x": np.concatenate(gradient["x"], axis=0)}
     weight, _ = _affine(case, dy.ndim)
     ids = np.indices(dy.shape)[case.channel_axis]  # BatchNorm's slice of each element: its channel
+    parameter_dtype = numpy_dtype(case.parameter_dtype)  # GRAD-8.2: each parameter gradient in its parameter's dtype
     bounds = tolerance.vjp_bounds(steps, dy, weight, exact, slice_ids=ids, parameter_axes=(case.channel_axis,),
-                                  input_dtype=dtype, replicas=case.replicas)
+                                  input_dtype=dtype, weight_dtype=parameter_dtype, bias_dtype=parameter_dtype,
+                                  replicas=case.replicas)
     assert_within(np.concatenate(dx, axis=0), exact["x"], bounds["x"], clause="DP-7", context=context,
                   what="input gradients of all replicas, concatenated", dtype=dtype)
     for name, given_parameter in (("weight", case.weight), ("bias", case.bias)):
@@ -327,8 +343,9 @@ def run_sync_vjp(adapter, case: SyncCase, cotangents: list, device: str) -> None
             continue
         if per_replica is None or len(per_replica) != case.replicas:
             context.fail("DP-7", f"{name} gradients", f"expected one per replica ({case.replicas})")
-        gradients = [check_array(g, shape=(case.channels,), dtype=dtype, context=context,
+        gradients = [check_array(g, shape=(case.channels,), dtype=parameter_dtype, context=context,
                                  what=f"replica {r} {name} gradient", shape_clause="GRAD-1",
                                  dtype_clause="GRAD-8.2").astype(np.float64) for r, g in enumerate(per_replica)]
-        assert_within(sum(gradients), exact[name], bounds[name] + tolerance.replica_sum_rounding(gradients, dtype),
-                      clause="DP-7", context=context, what=f"{name} gradients summed over the replicas", dtype=dtype)
+        assert_within(sum(gradients), exact[name], bounds[name] + tolerance.replica_sum_rounding(gradients, parameter_dtype),
+                      clause="DP-7", context=context, what=f"{name} gradients summed over the replicas",
+                      dtype=parameter_dtype)

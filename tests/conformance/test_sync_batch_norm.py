@@ -95,3 +95,32 @@ def test_sync_vjp_is_the_global_vjp_per_shard(adapter, op, dtype, device, data):
     kind = data.draw(st.sampled_from(COTANGENTS), label="cotangent")
     cotangents = [cotangent(rng, kind, shard.shape, numpy_dtype(dtype)) for shard in case.steps[0]]
     run_sync_vjp(adapter, case, cotangents, device)
+
+
+@pytest.mark.clauses("DP-3", "DP-4", "NUM-2.3", "NUM-2.2")
+@pytest.mark.ops("sync_batch_norm")
+@pytest.mark.dtypes("float16", "bfloat16")
+@given(data=st.data())
+def test_sync_mixed_precision(adapter, op, dtype, device, param_dtype, data):
+    """Mixed precision across replicas (NUM-2.3), as mixed-precision data-parallel training runs it:
+    half shards with parameters and running statistics in `param_dtype` (float32); each replica's
+    output in the input dtype and its rows of the global batch's BatchNorm (DP-3), the running
+    statistics in the parameters' dtype and identical on every replica (DP-4). Only adapters that
+    declare the pairs (Capabilities.mixed_precision) get these items."""
+    case = data.draw(sync_cases(adapter, op=op, dtype=dtype, param_dtype=param_dtype), label="case")
+    run_sync_case(adapter, case, device)
+
+
+@pytest.mark.requires("data_parallel_backward")
+@pytest.mark.clauses("DP-7", "GRAD-8.2")
+@pytest.mark.ops("sync_batch_norm")
+@pytest.mark.dtypes("float16", "bfloat16")
+@given(data=st.data())
+def test_sync_mixed_precision_vjp(adapter, op, dtype, device, param_dtype, data):
+    """DP-7 under mixed precision: each replica's input gradient in the input dtype, its weight and
+    bias gradients in the parameters' dtype (GRAD-8.2), within DP-7's bounds at each one's rounding."""
+    case = data.draw(sync_cases(adapter, op=op, dtype=dtype, param_dtype=param_dtype), label="case")
+    rng = np.random.default_rng(case.seed)
+    kind = data.draw(st.sampled_from(COTANGENTS), label="cotangent")
+    cotangents = [cotangent(rng, kind, shard.shape, numpy_dtype(dtype)) for shard in case.steps[0]]
+    run_sync_vjp(adapter, case, cotangents, device)

@@ -21,12 +21,13 @@ from __future__ import annotations
 import numpy as np
 
 from normspec.adapters import Capabilities, Conventions, ReplicatedLayer
+from normspec.dtypes import MIXED_PRECISION, numpy_dtype
 
 from ._base import Mutant
 from .kernel import TwoPassKernel
 
 _SYNC = Capabilities(ops=(), dtypes=("float16", "bfloat16", "float32", "float64"), data_parallel=("sync_batch_norm",),
-                     data_parallel_backward=("sync_batch_norm",))
+                     data_parallel_backward=("sync_batch_norm",), mixed_precision=MIXED_PRECISION)
 
 
 def _channel_rows(shard: np.ndarray) -> np.ndarray:
@@ -89,17 +90,19 @@ class MergingSyncKernel(TwoPassKernel):
     capabilities = _SYNC
 
     def sync_batch_norm_layer(self, *, replicas, num_features, dtype, weight, bias, running_mean, running_var,
-                              momentum, eps, device):
-        dtype = np.dtype(dtype)
+                              momentum, eps, device, param_dtype=None):
+        dtype = numpy_dtype(param_dtype or dtype)  # the running statistics' dtype (NUM-2.3)
         if running_mean is None:  # BN-4.3
             running_mean, running_var = np.zeros(num_features, dtype), np.ones(num_features, dtype)
         if momentum is None:
             raise NotImplementedError("the zoo's synchronized BatchNorm has no cumulative average (BN-4.2)")
         return ZooSyncLayer(self, replicas, weight, bias, running_mean, running_var, momentum, eps)
 
-    def sync_batch_norm_vjp(self, shards, cotangents, *, weight, bias, eps, device):
-        """DP-7: the VJP of one training call on len(shards) replicas, in the compute dtype (NUM-2.1)."""
+    def sync_batch_norm_vjp(self, shards, cotangents, *, weight, bias, eps, device, param_dtype=None):
+        """DP-7: the VJP of one training call on len(shards) replicas, in the compute dtype (NUM-2.1), the
+        parameter gradients in the parameters' dtype (GRAD-8.2)."""
         dtype = shards[0].dtype
+        parameter_dtype = numpy_dtype(param_dtype) if param_dtype else dtype
         compute = self.compute_dtype(dtype)
         rows = [_channel_rows(s.astype(compute)) for s in shards]
         dy_rows = [_channel_rows(np.asarray(c).astype(compute)) for c in cotangents]
@@ -120,8 +123,8 @@ class MergingSyncKernel(TwoPassKernel):
                   for r, (dy, x_hat, p, s) in enumerate(zip(dy_rows, x_hats, partials, shards))]
             parameters = [self.replica_parameter_gradients(local[r], reduced) for r in range(len(shards))]
         return {"x": dx,
-                "weight": None if weight is None else [dw.astype(dtype) for dw, _ in parameters],
-                "bias": None if bias is None else [db.astype(dtype) for _, db in parameters]}
+                "weight": None if weight is None else [dw.astype(parameter_dtype) for dw, _ in parameters],
+                "bias": None if bias is None else [db.astype(parameter_dtype) for _, db in parameters]}
 
     # ------------------------------------------------------------------ the steps mutants override
 
@@ -254,10 +257,10 @@ class RestoreOnReplicaZeroOnly(SyncMutant):
     caught_by = frozenset({"DP-4"})
 
     def sync_batch_norm_layer(self, *, replicas, num_features, dtype, weight, bias, running_mean, running_var,
-                              momentum, eps, device):
+                              momentum, eps, device, param_dtype=None):
         layer = super().sync_batch_norm_layer(replicas=replicas, num_features=num_features, dtype=dtype,
                                               weight=weight, bias=bias, running_mean=None, running_var=None,
-                                              momentum=momentum, eps=eps, device=device)
+                                              momentum=momentum, eps=eps, device=device, param_dtype=param_dtype)
         if running_mean is not None:
             layer.state[0] = (np.array(running_mean), np.array(running_var))
         return layer
