@@ -488,8 +488,19 @@ def test_mixed_precision_without_the_keyword_is_a_usage_error(monkeypatch):
         def layer_norm(self, x, *, normalized_shape, weight, bias, eps, device, param_dtype=None):
             return x
 
+    class BrokenSync(Fixed):  # a data-parallel op: its replicated layer and VJP are reached too
+        capabilities = Capabilities(ops=("layer_norm",), mixed_precision=MIXED_PRECISION,
+                                    data_parallel=("sync_batch_norm",), data_parallel_backward=("sync_batch_norm",))
+
+        def sync_batch_norm_layer(self, **arguments):
+            return None
+
+        def sync_batch_norm_vjp(self, shards, cotangents, *, weight, bias, eps, device):
+            return {}
+
     assert methods_without_param_dtype(Broken()) == ["layer_norm"]
     assert methods_without_param_dtype(Fixed()) == []
+    assert methods_without_param_dtype(BrokenSync()) == ["sync_batch_norm_vjp"]
     monkeypatch.setattr(sys.modules[__name__], "BrokenMixedAdapter", Broken, raising=False)
     with pytest.raises(UsageError, match=r"layer_norm take no `param_dtype`.*NUM-2\.3"):
         load_adapter(f"{__name__}:BrokenMixedAdapter")
