@@ -57,7 +57,7 @@ class ZooSyncLayer(ReplicatedLayer):
         shape[1] = -1
         with np.errstate(all="ignore"):
             if training:
-                partials = [self.kernel.partial(_channel_rows(s)) for s in shards]
+                partials = [self.kernel.sent(self.kernel.partial(_channel_rows(s)), dtype) for s in shards]
                 count, mean, m2 = self.kernel.combine(partials)
                 variance = self.kernel.variance(count, mean, m2)
                 if float(count[0]) < 2:
@@ -109,7 +109,7 @@ class MergingSyncKernel(TwoPassKernel):
         channels = rows[0].shape[0]
         gamma = (np.ones(channels, compute) if weight is None else np.asarray(weight).astype(compute))[:, None]
         with np.errstate(all="ignore"):
-            partials = [self.partial(r) for r in rows]
+            partials = [self.sent(self.partial(r), dtype) for r in rows]
             count, mean, m2 = self.combine(partials)
             if float(count[0]) < 2:
                 raise ValueError("BN-5.2: fewer than 2 values per channel in the global batch")
@@ -135,6 +135,10 @@ class MergingSyncKernel(TwoPassKernel):
         mean = rows.sum(axis=1) / np.maximum(count, dtype.type(1))
         centred = rows - mean[:, None]
         return count, mean, (centred * centred).sum(axis=1)
+
+    def sent(self, partial: tuple, input_dtype) -> tuple:
+        """What a replica's collective carries of its partial statistics: them as computed (NUM-2.1)."""
+        return partial
 
     def combine(self, partials: list) -> tuple:
         """Chan, Golub and LeVeque over the replicas in order: mean_a + delta n_b / n and
@@ -248,6 +252,18 @@ class ReplicasKeepLocalMeans(SyncMutant):
     def update(self, replica, state, local, count, mean, variance, momentum):
         local_mean = np.where(local[0] > 0, local[1], mean)
         return super().update(replica, state, local, count, local_mean, variance, momentum)
+
+
+class PartialsSentInInputDtype(SyncMutant):
+    """Sends each replica's partial statistics (count, mean, sum of squared deviations) in the input
+    dtype to halve the collective's traffic: with float16/bfloat16 shards the merge starts from
+    half-precision means and sums, which NUM-2.1's float32 accumulation (and DP-6's bound) excludes."""
+    id, violates = "mutant-sync-partials-sent-in-input-dtype", "DP-6"
+    caught_by = frozenset({"DP-3", "DP-4", "DP-7"})
+
+    def sent(self, partial, input_dtype):
+        compute = partial[1].dtype
+        return tuple(value.astype(input_dtype).astype(compute) for value in partial)
 
 
 class RestoreOnReplicaZeroOnly(SyncMutant):
