@@ -195,7 +195,8 @@ class Adapter:
                               momentum, eps, device) -> "ReplicatedLayer":
         """A BatchNorm replicated on `replicas` devices of the engine, its statistics reduced by the
         engine's own collective (DP-1 .. DP-5); arguments as batch_norm_layer's, the same on every
-        replica."""
+        replica. An adapter that declares Capabilities.mixed_precision also gets `param_dtype`, the
+        dtype of weight, bias and the running statistics (NUM-2.3)."""
         raise NotImplementedError
 
     def sync_batch_norm_vjp(self, shards, cotangents, *, weight, bias, eps, device) -> dict:
@@ -203,7 +204,9 @@ class Adapter:
         engine's own autodiff, replica r given shards[r] and the cotangent cotangents[r] of its output
         (DP-7): {"x": [dx per replica], "weight": [dgamma per replica], "bias": [dbeta per replica]},
         each replica's parameter gradients its own (before any cross-replica sum), None lists for an
-        absent parameter. Declare "sync_batch_norm" in capabilities.data_parallel_backward."""
+        absent parameter. Declare "sync_batch_norm" in capabilities.data_parallel_backward. With
+        Capabilities.mixed_precision it also gets `param_dtype`; the parameter gradients are then in
+        that dtype (GRAD-8.2)."""
         raise NotImplementedError
 
 

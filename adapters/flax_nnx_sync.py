@@ -82,7 +82,7 @@ class FlaxNnxSyncLayer(ReplicatedLayer):
             raise ValueError(f"{len(shards)} shards for a layer on {self._replicas} replicas")
         x, mask, sizes = _padded(shards, self._replicas)
         note_jitted_call()
-        y, self._state = _step(self._replicas, self._structure, bool(training), len(set(sizes)) > 1)(
+        y, self._state = _step(self._replicas, self._structure, bool(training), not mask.all())(
             self._state, x, mask)
         y = np.asarray(y)
         return [y[r, :sizes[r]] for r in range(self._replicas)]
@@ -126,7 +126,7 @@ class FlaxNnxSyncAdapter(Adapter):
         x, mask, sizes = _padded(shards, replicas)
         dy, _, _ = _padded(cotangents, replicas)
         note_jitted_call()
-        dx, dparams = _vjp_step(replicas, structure, len(set(sizes)) > 1)(params, stats, x, mask, dy)
+        dx, dparams = _vjp_step(replicas, structure, not mask.all())(params, stats, x, mask, dy)
         dx = np.asarray(dx)
         gradients = {name: None if key not in dparams else [np.asarray(dparams[key][...][r]) for r in range(replicas)]
                      for name, key in (("weight", "scale"), ("bias", "bias"))}

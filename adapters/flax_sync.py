@@ -132,7 +132,7 @@ class FlaxSyncLayer(ReplicatedLayer):
         if len(shards) != self._replicas:
             raise ValueError(f"{len(shards)} shards for a layer on {self._replicas} replicas")
         x, mask, sizes = _padded(shards, self._replicas)
-        masked = len(set(sizes)) > 1
+        masked = not mask.all()  # padding to mask out: uneven shards, or every shard empty
         step = _step(self._replicas, self._dtype, "scale" in self._params, "bias" in self._params, bool(training),
                      masked, self._param_dtype)
         note_jitted_call()
@@ -184,7 +184,7 @@ class FlaxLinenSyncAdapter(Adapter):
         params = {k: np.stack([v] * replicas) for k, v in {"scale": weight, "bias": bias}.items() if v is not None}
         x, mask, sizes = _padded(shards, replicas)
         dy, _, _ = _padded(cotangents, replicas)
-        step = _vjp_step(replicas, dtype, weight is not None, bias is not None, len(set(sizes)) > 1, param_dtype)
+        step = _vjp_step(replicas, dtype, weight is not None, bias is not None, not mask.all(), param_dtype)
         note_jitted_call()
         dx, dparams = step(params, stats, x, mask, dy, float(eps))
         dx = np.asarray(dx)

@@ -9,6 +9,7 @@ from hypothesis import given, strategies as st
 
 from normspec.data_parallel import (SyncContext, check_replicas_agree, read_replica_stats, restored_running_stats,
                                     run_sync_case, run_sync_vjp, sync_cases)
+from normspec.compare import Context
 from normspec.dtypes import DTYPES, numpy_dtype
 from normspec.strategies import COTANGENTS, cotangent
 from normspec.harness import adapter_call
@@ -55,6 +56,34 @@ def test_sync_restored_running_statistics(adapter, op, dtype, device, data):
     them in evaluation (DP-3)."""
     case = data.draw(sync_cases(adapter, op=op, dtype=dtype), label="case")
     run_sync_case(adapter, case, device, running=restored_running_stats(case))
+
+
+@pytest.mark.clauses("DP-1", "DP-5", "ERR-2")
+@pytest.mark.ops("sync_batch_norm")
+@pytest.mark.dtypes("float32")
+def test_sync_empty_global_batch_is_rejected(adapter, op, dtype, device):
+    """Every shard empty: the global batch has no values (m = 0), which DP-1 and DP-5 require to be
+    rejected with an error (ERR-2: an exception), not answered with outputs and running statistics
+    of 0/0. Run where the adapter can express empty shards (Capabilities.shard_sizes)."""
+    if "empty" not in adapter.capabilities.shard_sizes:
+        pytest.skip(f"not run: {adapter.id} declares it cannot express empty shards (Capabilities.shard_sizes)")
+    channels, replicas = 2, 2
+    shape = [0, channels, 3]
+    channel_axis = adapter.conventions.channel_axis % len(shape)
+    shards = [np.zeros(tuple(np.moveaxis(np.empty(shape), 1, channel_axis).shape), numpy_dtype(dtype))
+              for _ in range(replicas)]
+    try:
+        layer = adapter.sync_batch_norm_layer(
+            replicas=replicas, num_features=channels, dtype=dtype, weight=None, bias=None, running_mean=None,
+            running_var=None, momentum=adapter_momentum(adapter, 0.1), eps=1e-5, device=device)
+        layer(shards, training=True)
+        stats = layer.running_stats()
+    except Exception:  # the error DP-1 requires (ERR-2: an exception is distinguishable)
+        return
+    Context(adapter.id, op, dtype, device, tuple(shards[0].shape)).fail(
+        "DP-1", "call (training)", f"accepted {replicas} empty shards (a global batch of m = 0 values) and "
+                                   f"returned outputs, with replica 0's running statistics "
+                                   f"{[np.asarray(v).tolist() for v in stats[0]]}; the spec requires an error (DP-1)")
 
 
 @_sync_test("DP-4", "DP-3")

@@ -58,7 +58,10 @@ class ZooSyncLayer(ReplicatedLayer):
         with np.errstate(all="ignore"):
             if training:
                 partials = [self.kernel.sent(self.kernel.partial(_channel_rows(s)), dtype) for s in shards]
-                count, mean, m2 = self.kernel.combine(partials)
+                merged = self.kernel.combine(partials)
+                if merged is None:
+                    raise ValueError("DP-1: every shard is empty; the global batch has no values")
+                count, mean, m2 = merged
                 variance = self.kernel.variance(count, mean, m2)
                 if float(count[0]) < 2:
                     raise ValueError("BN-5.2: fewer than 2 values per channel in the global batch")
