@@ -7,6 +7,9 @@ GPU or XPU or privateuseone`, and DistributedDataParallel refuses a CPU module h
 (`ValueError: SyncBatchNorm layers only work with GPU modules`). `device_status` reports the CPU
 items "not run" naming that rule. The CUDA run (NCCL, R GPUs, a process per replica) is not written
 yet: the suite's replicated-layer interface would drive those processes from the test's process.
+It needs a machine with at least two GPUs: NCCL (2.5 and later) refuses two ranks on one GPU
+("Duplicate GPU detected", ncclInvalidUsage; NVIDIA/nccl#418), and the device machines lent so far
+have one.
 """
 from __future__ import annotations
 
@@ -29,5 +32,6 @@ class TorchSyncAdapter(Adapter):
 
     def device_status(self) -> dict:
         cuda = ("cuda: not available (torch.cuda.is_available() is False)" if not torch.cuda.is_available()
-                else "cuda: the multi-process NCCL run of torch-sync is not written yet")
+                else "cuda: the multi-process NCCL run of torch-sync is not written yet (it needs 2+ GPUs: NCCL "
+                     "refuses two ranks on one GPU)")
         return {"cpu": CPU_RULE, "cuda": cuda}
