@@ -30,6 +30,13 @@ def _sync_test(*clauses):
     return mark
 
 
+def _cotangents(case, data) -> list:
+    """One drawn cotangent per replica, each of its shard's shape and dtype, from the case's seed."""
+    rng = np.random.default_rng(case.seed)
+    kind = data.draw(st.sampled_from(COTANGENTS), label="cotangent")
+    return [cotangent(rng, kind, shard.shape, numpy_dtype(case.dtype)) for shard in case.steps[0]]
+
+
 @_sync_test("DP-1", "DP-2", "DP-3", "DP-4", "DP-5", "DP-6", "BN-4.3")
 def test_sync_matches_batch_norm_of_the_global_batch(adapter, op, dtype, device, data):
     """Two training steps and an evaluation step: each replica's output is its rows of BatchNorm of the
@@ -70,8 +77,7 @@ def test_sync_empty_global_batch_is_rejected(adapter, op, dtype, device):
     channels, replicas = 2, 2
     shape = [0, channels, 3]
     channel_axis = adapter.conventions.channel_axis % len(shape)
-    shards = [np.zeros(tuple(np.moveaxis(np.empty(shape), 1, channel_axis).shape), numpy_dtype(dtype))
-              for _ in range(replicas)]
+    shards = [np.moveaxis(np.zeros(shape, numpy_dtype(dtype)), 1, channel_axis) for _ in range(replicas)]
     try:
         layer = adapter.sync_batch_norm_layer(
             replicas=replicas, num_features=channels, dtype=dtype, weight=None, bias=None, running_mean=None,
@@ -120,10 +126,7 @@ def test_sync_vjp_is_the_global_vjp_per_shard(adapter, op, dtype, device, data):
     """DP-7: each replica's input gradient is its rows of the global batch's BatchNorm VJP (with the
     concatenated cotangents), and the replicas' parameter gradients sum to the global ones."""
     case = data.draw(sync_cases(adapter, op=op, dtype=dtype), label="case")
-    rng = np.random.default_rng(case.seed)
-    kind = data.draw(st.sampled_from(COTANGENTS), label="cotangent")
-    cotangents = [cotangent(rng, kind, shard.shape, numpy_dtype(dtype)) for shard in case.steps[0]]
-    run_sync_vjp(adapter, case, cotangents, device)
+    run_sync_vjp(adapter, case, _cotangents(case, data), device)
 
 
 @pytest.mark.clauses("DP-3", "DP-4", "NUM-2.3", "NUM-2.2")
@@ -149,7 +152,4 @@ def test_sync_mixed_precision_vjp(adapter, op, dtype, device, param_dtype, data)
     """DP-7 under mixed precision: each replica's input gradient in the input dtype, its weight and
     bias gradients in the parameters' dtype (GRAD-8.2), within DP-7's bounds at each one's rounding."""
     case = data.draw(sync_cases(adapter, op=op, dtype=dtype, param_dtype=param_dtype), label="case")
-    rng = np.random.default_rng(case.seed)
-    kind = data.draw(st.sampled_from(COTANGENTS), label="cotangent")
-    cotangents = [cotangent(rng, kind, shard.shape, numpy_dtype(dtype)) for shard in case.steps[0]]
-    run_sync_vjp(adapter, case, cotangents, device)
+    run_sync_vjp(adapter, case, _cotangents(case, data), device)
