@@ -18,8 +18,11 @@ that an element normalized with another slice's statistics is far outside the bo
   that any part of a slice has other statistics than the whole (a reduction over too few
   axes shows).
 
-Evaluation-mode BatchNorm gets loaded running statistics equal to each channel's own mean
-and variance, so that a read of another channel's statistics shows.
+BatchNorm gets loaded running statistics of each channel's own: its mean moved by half its
+standard deviation and twice its variance, so that a read of another channel's statistics in
+evaluation shows, and so that the training step moves every running variance by about 5%, which
+even bfloat16 resolves (an update skipped for some channels shows; loaded statistics equal to the
+batch's own would hardly move).
 
 The table is not part of the pools, not even the thorough profile's: a pool shape is drawn by
 every property at every example (1,000 per test in `thorough`), and shapes a hundred times
@@ -28,16 +31,20 @@ the same few configurations this table runs deterministically in every profile.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import ml_dtypes
 import numpy as np
 
 from normspec.cases import Case
 from normspec.dtypes import numpy_dtype
 from normspec.registry import OPS, slice_ids
+from normspec.strategies import cotangent
 
 # name -> (shape, attrs). Rows of transformer widths (BERT 768 to 8192, and GPT-3's 12288, a
-# non-power of two above 10,000); normalized_shape of three axes on a rank-4 input (the input's
-# rank minus one).
+# non-power of two above 10,000); a prime width above 10,000, which no vector width divides, so that
+# a long-row path that drops or misreads the tail of a row shows; normalized_shape of three axes on
+# a rank-4 input (the input's rank minus one).
 _ROWS = {
     "rows_768": ((2, 4, 768), {"normalized_shape": (768,)}),
     "rows_1024": ((4, 1024), {"normalized_shape": (1024,)}),
@@ -45,6 +52,7 @@ _ROWS = {
     "rows_5120": ((2, 5120), {"normalized_shape": (5120,)}),
     "rows_8192": ((1, 8192), {"normalized_shape": (8192,)}),
     "rows_12288": ((1, 12288), {"normalized_shape": (12288,)}),
+    "rows_10007": ((1, 10007), {"normalized_shape": (10007,)}),
     "normalized_3d": ((2, 8, 16, 32), {"normalized_shape": (8, 16, 32)}),
 }
 
@@ -52,12 +60,15 @@ TABLE = {
     "layer_norm": _ROWS,
     "rms_norm": _ROWS,
     # ResNet-style 32 groups of 256 channels; more than 32 groups (64 of 512); one channel per
-    # group past 64 channels; a 3-D (video) input with 128 groups.
+    # group past 64 channels; a 3-D (video) input with 128 groups; a diffusion U-Net's 64x64 stage
+    # with 32 groups (narrowed to 64 channels), whose groups of 8,192 elements are more than one
+    # block of a kernel that loads a group in one pass.
     "group_norm": {
         "groups_32_of_256": ((2, 256, 14, 14), {"num_groups": 32}),
         "groups_64_of_512": ((2, 512, 7, 7), {"num_groups": 64}),
         "groups_128_of_128": ((2, 128, 8, 8), {"num_groups": 128}),
         "groups_128_of_512_3d": ((1, 512, 4, 4, 4), {"num_groups": 128}),
+        "groups_32_of_64_64x64": ((1, 64, 64, 64), {"num_groups": 32}),
     },
     # An image model's 56x56 stage with 96 channels (MobileNetV2), 512 channels at 7x7 (ResNet's
     # last stage), and BatchNorm1d over a 768-wide MLP.
@@ -75,10 +86,27 @@ TABLE = {
 
 RECIPES = ("large_offset", "distinct_slices")
 
+# The configurations whose backward pass runs (test_production_shapes_vjp), per op: the prime
+# width (long rows and a tail no vector divides), three normalized axes, the most channels and
+# the longest slices, where a backward kernel changes algorithm. Not the whole table: each VJP of
+# a JIT framework is one more compilation.
+BACKWARD = {
+    "layer_norm": ("rows_10007", "normalized_3d"),
+    "rms_norm": ("rows_10007",),
+    "group_norm": ("groups_64_of_512", "groups_32_of_64_64x64"),
+    "batch_norm": ("image_512x7x7", "image_96x56x56"),
+    "instance_norm": ("image_512x8x8", "image_96x56x56"),
+}
+
 
 def names(op: str) -> list:
     """The production configurations of `op`, by name (the test's parameter)."""
     return list(TABLE[op])
+
+
+def backward_names(op: str) -> list:
+    """The production configurations of `op` whose backward pass runs, by name."""
+    return list(BACKWARD[op])
 
 
 def layout(op: str, shape: tuple, channel_axis: int) -> tuple:
@@ -124,17 +152,20 @@ def values(rng, recipe: str, ids: np.ndarray, dtype, statistics=None) -> tuple:
     return (centre[ids] + spread[ids] * z).astype(dtype), statistics
 
 
-def case(adapter, *, op: str, dtype: str, name: str, recipe: str, seed: int = 0) -> Case:
+def case(adapter, *, op: str, dtype: str, name: str, recipe: str, seed: int = 0,
+         param_dtype: str | None = None) -> Case:
     """The production configuration `name` of `op` in the adapter's layout, filled by `recipe`.
 
     BatchNorm trains one step and then evaluates (evaluation alone for an adapter without
-    training), from loaded running statistics equal to each channel's mean and variance;
+    training), from loaded running statistics of each channel's own (the module docstring);
     InstanceNorm tracks none. Weight and bias differ per channel (per element of
-    normalized_shape)."""
+    normalized_shape). `param_dtype` (NUM-2.3) is the dtype of the parameters and running
+    statistics, None for the input's; the inputs are the same whatever it is."""
     channel_axis = adapter.conventions.channel_axis
     canonical, attrs = TABLE[op][name]
     shape = layout(op, canonical, channel_axis)
     row, np_dtype = OPS[op], numpy_dtype(dtype)
+    state_dtype = numpy_dtype(param_dtype or dtype)
     rng = np.random.default_rng([seed, len(name), sum(map(ord, name + op + dtype + recipe))])
     ids = slice_ids(op, shape, attrs, channel_axis)
     first, statistics = values(rng, recipe, ids, np_dtype)
@@ -143,14 +174,32 @@ def case(adapter, *, op: str, dtype: str, name: str, recipe: str, seed: int = 0)
         training = [True, False] if adapter.capabilities.batch_norm_training else [False]
     inputs = [first] + [values(rng, recipe, ids, np_dtype, statistics)[0] for _ in training[1:]]
     params_shape = attrs.get("normalized_shape") or (shape[channel_axis],)
-    params = {"weight": (rng.uniform(0.5, 2, params_shape) * rng.choice([-1, 1], params_shape)).astype(np_dtype),
-              "bias": np.round(rng.uniform(-2, 2, params_shape), 2).astype(np_dtype) if row.has_bias else None}
+    params = {"weight": (rng.uniform(0.5, 2, params_shape) * rng.choice([-1, 1], params_shape)).astype(state_dtype),
+              "bias": np.round(rng.uniform(-2, 2, params_shape), 2).astype(state_dtype) if row.has_bias else None}
     if op == "batch_norm":
         x = first.astype(np.float64)
         others = tuple(i for i in range(x.ndim) if i != channel_axis % x.ndim)
-        params["running_mean"] = x.mean(axis=others).astype(np_dtype)
-        params["running_var"] = x.var(axis=others).astype(np_dtype)
+        variance = x.var(axis=others)
+        params["running_mean"] = (x.mean(axis=others) + np.sqrt(variance) / 2).astype(state_dtype)
+        params["running_var"] = (2 * variance).astype(state_dtype)
     elif row.stateful:
         params["running_mean"] = params["running_var"] = None
     return Case(op=op, dtype=dtype, inputs=inputs, training=training, eps=1e-5, attrs=attrs, params=params,
-                momentum=0.1, channel_axis=channel_axis, family=f"production:{recipe}")
+                momentum=0.1, channel_axis=channel_axis, family=f"production:{recipe}",
+                param_dtype=None if param_dtype in (None, dtype) else param_dtype)
+
+
+def vjp_case(adapter, *, op: str, dtype: str, name: str, recipe: str, seed: int = 0,
+             param_dtype: str | None = None) -> Case:
+    """The first call of `case` (a training one where the adapter trains) with a cotangent
+    (normspec.backward): Gaussian for "large_offset"; for "distinct_slices" a large common offset
+    over a small spread (mean(dy) then cancels, GRAD-3) where the parameters' gradients are float32
+    or float64, Gaussian where they are half precision (the offset summed over a slice of
+    thousands would overflow float16)."""
+    first = case(adapter, op=op, dtype=dtype, name=name, recipe=recipe, seed=seed, param_dtype=param_dtype)
+    half_parameters = numpy_dtype(param_dtype or dtype).itemsize == 2
+    kind = "common_offset" if recipe == "distinct_slices" and not half_parameters else "gaussian"
+    rng = np.random.default_rng([seed, 2, sum(map(ord, name + op + dtype + recipe))])
+    # An adapter without BatchNorm training gets the evaluation call (GRAD-5), the case's only step.
+    return dataclasses.replace(first, inputs=first.inputs[:1], training=first.training[:1],
+                               cotangent=cotangent(rng, kind, first.shape, numpy_dtype(dtype)))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from normspec.dtypes import HALF_DTYPES
+from normspec.dtypes import HALF_DTYPES, MIXED_PRECISION
 
 from ._base import Mutant, backward
 
@@ -146,6 +146,35 @@ class HalfPrecisionInputReductions(_RemembersCall, Mutant):
         return total / values.dtype.type(values.shape[1])
 
 
+class BackwardProjectionFirstTile(Mutant):
+    """GroupNorm dx whose variance path mean(g (x - mu)) is taken over the first 4096 elements of
+    each group only (a backward kernel that loads one tile per group): wrong only for groups
+    longer than a tile (a blind-test kernel of session 20)."""
+    id, violates = "mutant-grad-projection-first-tile", "GRAD-3"
+    caught_by = CENTRING
+    capabilities = backward("group_norm")
+    tile = 4096
+
+    def gradient_projection(self, g, centred, rows, mean):
+        return self.backward_mean((g * centred)[:, : self.tile])
+
+
+class BackwardTailDroppedLongRows(Mutant):
+    """LayerNorm dx whose row means skip the last n % 8 elements of rows of 1024 or more (a
+    vectorized backward path without its tail), dividing by n: seen in float64, where the
+    summation error of a 10,007-element row is far below the dropped terms (a blind-test kernel of
+    session 20)."""
+    id, violates = "mutant-grad-tail-dropped-long-rows", "GRAD-3"
+    caught_by = CENTRING
+    capabilities = backward("layer_norm", dtypes=("float64",))
+    threshold, vector = 1024, 8
+
+    def backward_mean(self, values):
+        n = values.shape[1]
+        kept = values if n < self.threshold else values[:, : n - n % self.vector]
+        return self.reduce_rows(kept) / values.dtype.type(n)
+
+
 # ---------------------------------------------------------------- the parameter gradients (GRAD-2)
 
 class SwappedParameterGradients(Mutant):
@@ -198,6 +227,41 @@ class HalfPrecisionParameterSums(_RemembersCall, Mutant):
 
     def weight_gradient(self, dy, x_hat, x, axes):
         return self.backward_sum(dy * x_hat, axes, reduce=self._stored_rows).astype(dy.dtype)
+
+
+class ParameterGradientsChannelGrid(Mutant):
+    """BatchNorm dgamma and dbeta computed for the first 256 channels only, 0 past them (a
+    reduction launched over a fixed grid; a blind-test kernel of session 20)."""
+    id, violates = "mutant-grad-parameter-gradients-channel-grid", "GRAD-2"
+    caught_by = PARAMETER_GRADIENT
+    capabilities = backward("batch_norm")
+    grid = 256
+
+    def parameter_gradients(self, dy, x_hat, x, axes, weight, bias):
+        gradients = super().parameter_gradients(dy, x_hat, x, axes, weight, bias)
+        for gradient in gradients:
+            if gradient is not None and gradient.ndim == 3:  # (1, C, 1): one per channel
+                gradient[:, self.grid:] = 0
+        return gradients
+
+
+class MixedLongRowParameterSumsInHalf(_RemembersCall, Mutant):
+    """Mixed-precision LayerNorm whose path for rows of 1024 or more sums dgamma and dbeta over
+    the rows in the half input dtype, then returns them in float32 (a blind-test kernel of session
+    20; only production rows with float32 parameters see it)."""
+    id, violates = "mutant-grad-mixed-long-row-parameter-sums-in-half", "GRAD-8.1"
+    caught_by = PARAMETER_GRADIENT
+    capabilities = backward("layer_norm", dtypes=HALF_DTYPES, mixed_precision=MIXED_PRECISION)
+    threshold = 1024
+
+    def vjp(self, op, x, dy, **kwargs):
+        self._mixed = kwargs.get("param_dtype") is not None
+        return super().vjp(op, x, dy, **kwargs)
+
+    def backward_sum(self, values, axes, reduce=None):
+        if self._mixed and values.ndim == 2 and axes == (0,) and values.shape[1] >= self.threshold:
+            return np.add.reduce(values.astype(self._input_dtype), axis=0, keepdims=True).astype(values.dtype)
+        return super().backward_sum(values, axes, reduce)
 
 
 # ---------------------------------------------------------------- completeness and repeatability (GRAD-7)

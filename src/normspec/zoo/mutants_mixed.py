@@ -65,6 +65,25 @@ class MixedParametersRoundedToInput(_RemembersInputDtype):
         return super().affine(x_hat, rounded(weight), rounded(bias))
 
 
+class MixedLongRowParametersInHalf(_RemembersInputDtype):
+    """Mixed-precision LayerNorm whose path for rows of 1024 or more elements takes one dtype for
+    everything: the float32 gamma and beta rounded to the input dtype there, right for shorter rows
+    (a blind-test kernel of session 20; only production shapes with float32 parameters see it)."""
+    id, violates = "mutant-mixed-long-row-parameters-in-half", "NUM-2.3"
+    caught_by = NUMERIC | {"NUM-2.3"}
+    capabilities = mixed("layer_norm")
+    threshold = 1024
+
+    def affine(self, x_hat, weight, bias):
+        given = weight if weight is not None else bias
+        if not self._mixed or given is None or given.size < self.threshold:  # the parameters span one row
+            return super().affine(x_hat, weight, bias)
+
+        def rounded(a):
+            return None if a is None else a.astype(self._input_dtype).astype(a.dtype)
+        return super().affine(x_hat, rounded(weight), rounded(bias))
+
+
 class MixedFrozenStatisticsInHalf(_RemembersInputDtype):
     """Evaluation-mode BatchNorm that reads its float32 running statistics rounded to the input
     dtype (the statistics cast with the activations before the kernel)."""

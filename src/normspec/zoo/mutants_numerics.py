@@ -365,6 +365,46 @@ class BlockUnweightedMerge(Mutant):
         return np.mean(blocks, axis=0).astype(rows.dtype)
 
 
+class VectorTailDroppedLongRows(Mutant):
+    """Rows of 1024 or more elements take a vectorized path that loads whole vectors of 8 and
+    skips the last n % 8 elements in its sums, dividing by n all the same: wrong only for long
+    rows that 8 does not divide (a blind-test kernel of session 20)."""
+    id, violates = "mutant-vector-tail-dropped-long-rows", "NORM-1"
+    caught_by = NUMERIC | {"NORM-5"}
+    capabilities = ops("layer_norm")
+    threshold, vector = 1024, 8
+
+    def _kept(self, values):
+        n = values.shape[1]
+        return values if n < self.threshold else values[:, : n - n % self.vector]
+
+    def row_mean(self, rows):
+        n = rows.dtype.type(rows.shape[1])
+        first = self._kept(rows).sum(axis=1, keepdims=True) / n
+        return first + self._kept(rows - first).sum(axis=1, keepdims=True) / n
+
+    def row_variance(self, rows, mean):
+        return self._kept((rows - mean) ** 2).sum(axis=1, keepdims=True) / rows.dtype.type(rows.shape[1])
+
+
+class GroupStatisticsFirstTile(Mutant):
+    """GroupNorm whose statistics come from the first 4096 elements of each group (a kernel that
+    loads one tile per group), while every element is normalized with them: wrong only for
+    groups longer than a tile (a blind-test kernel of session 20)."""
+    id, violates = "mutant-group-statistics-first-tile", "GN-2"
+    caught_by = NUMERIC | {"GN-2", "NORM-5"}
+    capabilities = ops("group_norm")
+    tile = 4096
+
+    def group_normalize(self, ncl, num_groups, eps):
+        n, c, length = ncl.shape
+        rows = ncl.reshape(n * num_groups, -1)
+        tile = rows[:, : self.tile]
+        mean = self.row_mean(tile)
+        variance = self.row_variance(tile, mean)
+        return ((rows - mean) * self.inverse_std(variance, eps)).reshape(n, c, length)
+
+
 # ---------------------------------------------------------------- ignored validation (ERR-1)
 
 class NegativeEpsAccepted(Mutant):

@@ -81,6 +81,19 @@ class MomentumSideSwapped(Mutant):
         return super().update(running, batch_statistic, 1 - alpha)
 
 
+class RunningUpdateChannelGrid(Mutant):
+    """BatchNorm's running update launched over a fixed grid of 256 channels: channels past
+    256 keep their old running statistics (a blind-test kernel of session 20)."""
+    id, violates = "mutant-running-update-channel-grid", "BN-4.1"
+    caught_by = frozenset({"NUM-1.5", "BN-4.1"})
+    capabilities = ops("batch_norm")
+    grid = 256
+
+    def update(self, running, batch_statistic, alpha):
+        updated = super().update(running, batch_statistic, alpha)
+        return np.where(np.arange(running.shape[0]) < self.grid, updated, running)
+
+
 class MomentumIgnored(Mutant):
     """The running update always uses the default new-batch weight 0.1."""
     id, violates = "mutant-momentum-ignored", "BN-4.1"
