@@ -1,11 +1,12 @@
-"""Production configurations (normspec.production): rows of transformer widths up to
-12,288 and a prime width of 10,007, normalized_shape over the input's rank minus one, GroupNorm with 64 and 128 groups
-of up to 512 channels and with groups of 8,192 elements, BatchNorm and InstanceNorm with up to 512 channels and 56x56 images.
-The shape pools never reach these sizes, where kernels switch algorithm; each runs once per
-adapter, op and dtype, in every profile, with both value recipes, and once more per half
-dtype with float32 parameters where the adapter declares mixed precision (NUM-2.3): a
-transformer's LayerNorm runs on bfloat16 rows of 4,096 with float32 weights. The backward pass
-runs on the configurations of production.BACKWARD, for adapters with `backward_ops`."""
+"""Production configurations (normspec.production): rows of transformer widths up to 12,288
+and a prime width of 10,007, normalized_shape over the input's rank minus one, GroupNorm with
+64 and 128 groups of up to 512 channels and with groups of 8,192 elements, BatchNorm and
+InstanceNorm with up to 512 channels and 56x56 images. The shape pools never reach these
+sizes, where kernels switch algorithm; each runs once per adapter, op and dtype, in every
+profile, with both value recipes, and once more per half dtype with float32 parameters where
+the adapter declares mixed precision (NUM-2.3): a transformer's LayerNorm runs on bfloat16
+rows of 4,096 with float32 weights. The backward pass runs on the configurations of
+production.BACKWARD, for adapters with `backward_ops`."""
 import pytest
 
 from normspec import backward, production
