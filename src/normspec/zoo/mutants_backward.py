@@ -149,7 +149,7 @@ class HalfPrecisionInputReductions(_RemembersCall, Mutant):
 class BackwardProjectionFirstTile(Mutant):
     """GroupNorm dx whose variance path mean(g (x - mu)) is taken over the first 4096 elements of
     each group only (a backward kernel that loads one tile per group): wrong only for groups
-    longer than a tile (a blind-test kernel of session 20)."""
+    longer than a tile."""
     id, violates = "mutant-grad-projection-first-tile", "GRAD-3"
     caught_by = CENTRING
     capabilities = backward("group_norm")
@@ -162,8 +162,7 @@ class BackwardProjectionFirstTile(Mutant):
 class BackwardTailDroppedLongRows(Mutant):
     """LayerNorm dx whose row means skip the last n % 8 elements of rows of 1024 or more (a
     vectorized backward path without its tail), dividing by n: seen in float64, where the
-    summation error of a 10,007-element row is far below the dropped terms (a blind-test kernel of
-    session 20)."""
+    summation error of a 10,007-element row is far below the dropped terms."""
     id, violates = "mutant-grad-tail-dropped-long-rows", "GRAD-3"
     caught_by = CENTRING
     capabilities = backward("layer_norm", dtypes=("float64",))
@@ -231,7 +230,7 @@ class HalfPrecisionParameterSums(_RemembersCall, Mutant):
 
 class ParameterGradientsChannelGrid(Mutant):
     """BatchNorm dgamma and dbeta computed for the first 256 channels only, 0 past them (a
-    reduction launched over a fixed grid; a blind-test kernel of session 20)."""
+    reduction launched over a fixed grid)."""
     id, violates = "mutant-grad-parameter-gradients-channel-grid", "GRAD-2"
     caught_by = PARAMETER_GRADIENT
     capabilities = backward("batch_norm")
@@ -247,8 +246,8 @@ class ParameterGradientsChannelGrid(Mutant):
 
 class MixedLongRowParameterSumsInHalf(_RemembersCall, Mutant):
     """Mixed-precision LayerNorm whose path for rows of 1024 or more sums dgamma and dbeta over
-    the rows in the half input dtype, then returns them in float32 (a blind-test kernel of session
-    20; only production rows with float32 parameters see it)."""
+    the rows in the half input dtype, then returns them in float32 (only production rows
+    with float32 parameters see it)."""
     id, violates = "mutant-grad-mixed-long-row-parameter-sums-in-half", "GRAD-8.1"
     caught_by = PARAMETER_GRADIENT
     capabilities = backward("layer_norm", dtypes=HALF_DTYPES, mixed_precision=MIXED_PRECISION)

@@ -67,8 +67,8 @@ class MixedParametersRoundedToInput(_RemembersInputDtype):
 
 class MixedLongRowParametersInHalf(_RemembersInputDtype):
     """Mixed-precision LayerNorm whose path for rows of 1024 or more elements takes one dtype for
-    everything: the float32 gamma and beta rounded to the input dtype there, right for shorter rows
-    (a blind-test kernel of session 20; only production shapes with float32 parameters see it)."""
+    everything: the float32 gamma and beta rounded to the input dtype there, right for shorter rows;
+    only production shapes with float32 parameters see it."""
     id, violates = "mutant-mixed-long-row-parameters-in-half", "NUM-2.3"
     caught_by = NUMERIC | {"NUM-2.3"}
     capabilities = mixed("layer_norm")

@@ -368,7 +368,7 @@ class BlockUnweightedMerge(Mutant):
 class VectorTailDroppedLongRows(Mutant):
     """Rows of 1024 or more elements take a vectorized path that loads whole vectors of 8 and
     skips the last n % 8 elements in its sums, dividing by n all the same: wrong only for long
-    rows that 8 does not divide (a blind-test kernel of session 20)."""
+    rows that 8 does not divide."""
     id, violates = "mutant-vector-tail-dropped-long-rows", "NORM-1"
     caught_by = NUMERIC | {"NORM-5"}
     capabilities = ops("layer_norm")
@@ -390,7 +390,7 @@ class VectorTailDroppedLongRows(Mutant):
 class GroupStatisticsFirstTile(Mutant):
     """GroupNorm whose statistics come from the first 4096 elements of each group (a kernel that
     loads one tile per group), while every element is normalized with them: wrong only for
-    groups longer than a tile (a blind-test kernel of session 20)."""
+    groups longer than a tile."""
     id, violates = "mutant-group-statistics-first-tile", "GN-2"
     caught_by = NUMERIC | {"GN-2", "NORM-5"}
     capabilities = ops("group_norm")

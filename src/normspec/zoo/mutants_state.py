@@ -83,7 +83,7 @@ class MomentumSideSwapped(Mutant):
 
 class RunningUpdateChannelGrid(Mutant):
     """BatchNorm's running update launched over a fixed grid of 256 channels: channels past
-    256 keep their old running statistics (a blind-test kernel of session 20)."""
+    256 keep their old running statistics."""
     id, violates = "mutant-running-update-channel-grid", "BN-4.1"
     caught_by = frozenset({"NUM-1.5", "BN-4.1"})
     capabilities = ops("batch_norm")
