@@ -2,6 +2,7 @@
 each with the test filters it explains (format: adapters/expectations/FORMAT.md)."""
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -254,3 +255,34 @@ def builtin_findings(adapter_id: str) -> list:
 def builtin(adapter_id: str) -> list:
     """The expectations shipped for a built-in adapter (none if it has no file)."""
     return expectations_of(builtin_findings(adapter_id), adapter_id)
+
+
+# A snippet's `observed` text, matched against what the snippet prints on this machine. XLA's CPU code sums
+# in an order that depends on the machine's vector width, so a float32 or float16 result can differ in its
+# last digits from the machine where `observed` was recorded (one float16 ulp is 5e-4 of 0.24); each number
+# is therefore compared to this relative tolerance, and the text between the numbers exactly.
+OBSERVED_RTOL = 1e-3
+_NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:inf|nan)"
+
+
+def _same_number(printed: str, recorded: str) -> bool:
+    a, b = float(printed), float(recorded)
+    if math.isnan(a) or math.isnan(b):
+        return math.isnan(a) and math.isnan(b)
+    if math.isinf(a) or math.isinf(b):
+        return a == b
+    return abs(a - b) <= OBSERVED_RTOL * max(abs(a), abs(b))
+
+
+def output_shows_observed(output: str, observed: str) -> bool:
+    """Whether `output` (a snippet's standard output) contains `observed`: verbatim, or with the same text
+    between its numbers and each number within OBSERVED_RTOL of the recorded one."""
+    if observed in output:
+        return True
+    numbers = re.findall(_NUMBER, observed)
+    if not numbers:
+        return False
+    texts = re.split(_NUMBER, observed)
+    pattern = "".join(re.escape(text) + (f"({_NUMBER})" if i < len(numbers) else "") for i, text in enumerate(texts))
+    return any(all(_same_number(printed, recorded) for printed, recorded in zip(match.groups(), numbers))
+               for match in re.finditer(pattern, output))
