@@ -20,7 +20,7 @@ FILTERS = ("adapter", "op", "dtype", "device", "kind", "family", "value", "ident
 _ALLOWED_VALUES = {"op": ALL_OP_NAMES, "dtype": DTYPES, "device": DEVICES}
 _FINDING_TEXT = ("id", "title", "mechanism", "belongs_to", "upstream", "snippet", "observed", "expected")
 _FINDING_REQUIRED = (*_FINDING_TEXT, "clauses", "versions", "matches")
-_FINDING_OPTIONAL = ("device", "notes", "measured_error", "intermittent", "snippet_status")
+_FINDING_OPTIONAL = ("device", "notes", "measured_error", "intermittent", "snippet_status", "observed_rtol")
 _MATCH_KEYS = ("test", *FILTERS, "clause", "intermittent")
 BELONGS_TO = ("framework", "adapter")
 VERSION_KEYS = ("cpu", "cuda")
@@ -60,6 +60,7 @@ class Finding:
     measured_error: str | None = None
     intermittent: bool = False
     snippet_status: str | None = None
+    observed_rtol: float | None = None  # numbers of `observed` compared to this relative tolerance; None: verbatim
 
 
 @dataclass(frozen=True)
@@ -187,6 +188,11 @@ def _finding(table, number: int, path: Path) -> Finding:
             or not all(isinstance(v, str) and v.strip() for v in versions.values())):
         raise UsageError(f"{where}: versions = {versions!r} must be a table with a \"cpu\" and/or \"cuda\" key, each "
                          f"naming the build it was observed with, e.g. versions = {{ cpu = \"torch 2.13.0+cpu\" }}")
+    rtol = table.get("observed_rtol")
+    if rtol is not None and (isinstance(rtol, bool) or not isinstance(rtol, (int, float)) or not 0 < rtol <= 0.01):
+        raise UsageError(f"{where}: observed_rtol = {rtol!r} must be a number in (0, 0.01]: the relative difference "
+                         f"in the last digits that another machine prints (see FORMAT.md); leave it out for a "
+                         f"snippet whose output is the same everywhere")
     cited = table["clauses"]
     if not isinstance(cited, list) or not cited:
         raise UsageError(f"{where}: clauses must be a non-empty list of clause IDs, e.g. clauses = [\"NUM-1.1\"]")
@@ -201,7 +207,8 @@ def _finding(table, number: int, path: Path) -> Finding:
                    snippet=table["snippet"], observed=table["observed"], expected=table["expected"],
                    matches=matches, path=str(path), device=table.get("device"), notes=table.get("notes"),
                    measured_error=table.get("measured_error"), intermittent=intermittent,
-                   snippet_status=table.get("snippet_status"))
+                   snippet_status=table.get("snippet_status"),
+                   observed_rtol=None if rtol is None else float(rtol))
 
 
 def load_findings(path) -> list:
@@ -257,32 +264,32 @@ def builtin(adapter_id: str) -> list:
     return expectations_of(builtin_findings(adapter_id), adapter_id)
 
 
-# A snippet's `observed` text, matched against what the snippet prints on this machine. XLA's CPU code sums
-# in an order that depends on the machine's vector width, so a float32 or float16 result can differ in its
-# last digits from the machine where `observed` was recorded (one float16 ulp is 5e-4 of 0.24); each number
-# is therefore compared to this relative tolerance, and the text between the numbers exactly.
-OBSERVED_RTOL = 1e-3
+# A snippet's `observed` text, matched against what the snippet prints on this machine: verbatim, unless the
+# finding gives `observed_rtol`. XLA's CPU code sums in an order that depends on the machine's vector width,
+# so a float32 or float16 result of a JAX snippet can differ in its last digits from the machine where
+# `observed` was recorded; such a finding states how far (FORMAT.md), and its numbers are compared to that
+# relative tolerance, the text between them exactly.
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:inf|nan)"
 
 
-def _same_number(printed: str, recorded: str) -> bool:
+def _same_number(printed: str, recorded: str, rtol: float) -> bool:
     a, b = float(printed), float(recorded)
     if math.isnan(a) or math.isnan(b):
         return math.isnan(a) and math.isnan(b)
     if math.isinf(a) or math.isinf(b):
         return a == b
-    return abs(a - b) <= OBSERVED_RTOL * max(abs(a), abs(b))
+    return abs(a - b) <= rtol * max(abs(a), abs(b))
 
 
-def output_shows_observed(output: str, observed: str) -> bool:
-    """Whether `output` (a snippet's standard output) contains `observed`: verbatim, or with the same text
-    between its numbers and each number within OBSERVED_RTOL of the recorded one."""
+def output_shows_observed(output: str, observed: str, rtol: float | None = None) -> bool:
+    """Whether `output` (a snippet's standard output) contains `observed`: verbatim, or, with `rtol`, with
+    the same text between its numbers and each number within `rtol` (relative) of the recorded one."""
     if observed in output:
         return True
     numbers = re.findall(_NUMBER, observed)
-    if not numbers:
+    if rtol is None or not numbers:
         return False
     texts = re.split(_NUMBER, observed)
     pattern = "".join(re.escape(text) + (f"({_NUMBER})" if i < len(numbers) else "") for i, text in enumerate(texts))
-    return any(all(_same_number(printed, recorded) for printed, recorded in zip(match.groups(), numbers))
+    return any(all(_same_number(printed, recorded, rtol) for printed, recorded in zip(match.groups(), numbers))
                for match in re.finditer(pattern, output))

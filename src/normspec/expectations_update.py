@@ -90,6 +90,8 @@ def finding_table(finding, rows: list) -> dict:
     optional = {"snippet_status": finding.snippet_status, "device": finding.device}
     table.update({k: v for k, v in optional.items() if v is not None})
     table.update(observed=finding.observed, expected=finding.expected)
+    if finding.observed_rtol is not None:
+        table["observed_rtol"] = finding.observed_rtol
     optional = {"measured_error": finding.measured_error, "notes": finding.notes}
     table.update({k: v for k, v in optional.items() if v is not None})
     if finding.intermittent:
