@@ -31,10 +31,25 @@ def test_the_table_holds_the_promised_configurations():
         shapes = [s for s, _ in production.TABLE[op].values()]
         assert any(s[1] > 64 for s in shapes) and any(s[1] == 512 for s in shapes)
         assert any(s[2:] == (56, 56) for s in shapes)
+    for op, names in production.BACKWARD.items():  # the backward pass runs on configurations of the table
+        assert names and set(names) <= set(production.TABLE[op]), (op, names)
     for op, table in production.TABLE.items():
         for name, (shape, attrs) in table.items():
             assert int(np.prod(shape)) <= 310_000, f"{op} {name}: {shape} is too large for a cheap reference"
             assert OPS[op].ranks[0] <= len(shape) <= OPS[op].ranks[1], (op, name, shape)
+
+
+def test_a_vjp_case_is_the_first_call_with_a_cotangent_of_its_shape():
+    for op, names in production.BACKWARD.items():
+        for dtype, param_dtype in (("float32", None), ("bfloat16", "float32"), ("float16", None)):
+            case = production.vjp_case(_Layout(1), op=op, dtype=dtype, name=names[0], recipe="distinct_slices",
+                                       param_dtype=param_dtype)
+            assert case.training == [True] and len(case.inputs) == 1
+            assert case.cotangent.shape == case.shape and case.cotangent.dtype == case.inputs[0].dtype
+            assert case.parameter_dtype == (param_dtype or dtype)
+            # a common offset only where the parameter gradients are float32 or float64 (no float16 overflow)
+            offset = abs(float(case.cotangent.astype(np.float64).mean()))
+            assert (offset > 5) == (dtype == "float32" or param_dtype == "float32"), (op, dtype, offset)
 
 
 @pytest.mark.parametrize("recipe", production.RECIPES)
