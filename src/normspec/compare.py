@@ -90,6 +90,11 @@ class ClauseRouting:
         return self.propagation or ("NUM-4.1" if np.isnan(expected) else "NUM-4.2")
 
 
+# In a mixed-precision call (NUM-2.3) an output outside NUM-1.1's bound, or not finite where it should be,
+# is cited as NUM-2.3, which states the bound for such calls.
+MIXED_PRECISION_ROUTING = ClauseRouting("NUM-2.3", nonfinite="NUM-2.3")
+
+
 def routing(clause) -> ClauseRouting:
     """A ClauseRouting from a clause ID (every kind of failure cites it, NUM-4 aside) or itself."""
     return clause if isinstance(clause, ClauseRouting) else ClauseRouting(clause)

@@ -10,12 +10,8 @@ production.BACKWARD, for adapters with `backward_ops`."""
 import pytest
 
 from normspec import backward, production
-from normspec.compare import ClauseRouting
+from normspec.compare import MIXED_PRECISION_ROUTING
 from normspec.driver import run_case
-
-# In a mixed-precision call an output outside NUM-1.1's bound is cited as NUM-2.3, which states the
-# bound for such calls (as in test_mixed_precision.py).
-_MIXED = ClauseRouting("NUM-2.3", nonfinite="NUM-2.3")
 
 
 @pytest.mark.clauses("NUM-1.1", "NUM-1.5", "NUM-2.2", "GEN-3", "GEN-6", "LN-2", "RMS-2", "GN-2", "IN-2", "BN-2",
@@ -39,7 +35,7 @@ def test_production_shapes_mixed_precision(adapter, op, dtype, device, param_dty
     under mixed precision (rounding the parameters to the input dtype there) fails NUM-2.3."""
     for recipe in production.RECIPES:
         case = production.case(adapter, op=op, dtype=dtype, name=kind, recipe=recipe, param_dtype=param_dtype)
-        run_case(adapter, case, device, clause=_MIXED)
+        run_case(adapter, case, device, clause=MIXED_PRECISION_ROUTING)
 
 
 @pytest.mark.requires("backward_ops")

@@ -10,6 +10,7 @@ import numpy as np
 from normspec.dtypes import HALF_DTYPES, MIXED_PRECISION
 
 from ._base import Mutant, backward
+from .mutants_numerics import without_vector_tail
 
 # The clauses a failure of a wrong dx may cite: the differential check
 # (test_vjp_matches_reference, GRAD-6.1 with batch or instance statistics) and the law of
@@ -22,11 +23,13 @@ PARAMETER_GRADIENT = frozenset({"GRAD-6.3", "GRAD-2"})
 
 
 class _RemembersCall:
-    """A mixin of plumbing, not a bug: keeps the input dtype and the op's attributes of the current
-    backward call, for the steps of a mutant whose bug depends on them."""
+    """A mixin of plumbing, not a bug: keeps the input dtype, the op's attributes and whether the call
+    is mixed (only mixed calls get `param_dtype`) of the current backward call, for the steps of a
+    mutant whose bug depends on them."""
 
     def vjp(self, op, x, dy, **kwargs):
         self._input_dtype, self._num_groups = x.dtype, kwargs.get("num_groups")
+        self._mixed = kwargs.get("param_dtype") is not None
         return super().vjp(op, x, dy, **kwargs)
 
     def _stored_rows(self, rows):
@@ -166,12 +169,9 @@ class BackwardTailDroppedLongRows(Mutant):
     id, violates = "mutant-grad-tail-dropped-long-rows", "GRAD-3"
     caught_by = CENTRING
     capabilities = backward("layer_norm", dtypes=("float64",))
-    threshold, vector = 1024, 8
 
     def backward_mean(self, values):
-        n = values.shape[1]
-        kept = values if n < self.threshold else values[:, : n - n % self.vector]
-        return self.reduce_rows(kept) / values.dtype.type(n)
+        return self.reduce_rows(without_vector_tail(values)) / values.dtype.type(values.shape[1])
 
 
 # ---------------------------------------------------------------- the parameter gradients (GRAD-2)
@@ -252,10 +252,6 @@ class MixedLongRowParameterSumsInHalf(_RemembersCall, Mutant):
     caught_by = PARAMETER_GRADIENT
     capabilities = backward("layer_norm", dtypes=HALF_DTYPES, mixed_precision=MIXED_PRECISION)
     threshold = 1024
-
-    def vjp(self, op, x, dy, **kwargs):
-        self._mixed = kwargs.get("param_dtype") is not None
-        return super().vjp(op, x, dy, **kwargs)
 
     def backward_sum(self, values, axes, reduce=None):
         if self._mixed and values.ndim == 2 and axes == (0,) and values.shape[1] >= self.threshold:

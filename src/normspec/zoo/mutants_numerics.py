@@ -365,6 +365,13 @@ class BlockUnweightedMerge(Mutant):
         return np.mean(blocks, axis=0).astype(rows.dtype)
 
 
+def without_vector_tail(values, threshold: int = 1024, vector: int = 8):
+    """The columns of `values` (R, n) a vectorized path for rows of `threshold` or more elements
+    reads when it loads whole vectors of `vector` and skips the last n % vector (shorter rows whole)."""
+    n = values.shape[1]
+    return values if n < threshold else values[:, : n - n % vector]
+
+
 class VectorTailDroppedLongRows(Mutant):
     """Rows of 1024 or more elements take a vectorized path that loads whole vectors of 8 and
     skips the last n % 8 elements in its sums, dividing by n all the same: wrong only for long
@@ -372,19 +379,14 @@ class VectorTailDroppedLongRows(Mutant):
     id, violates = "mutant-vector-tail-dropped-long-rows", "NORM-1"
     caught_by = NUMERIC | {"NORM-5"}
     capabilities = ops("layer_norm")
-    threshold, vector = 1024, 8
-
-    def _kept(self, values):
-        n = values.shape[1]
-        return values if n < self.threshold else values[:, : n - n % self.vector]
 
     def row_mean(self, rows):
         n = rows.dtype.type(rows.shape[1])
-        first = self._kept(rows).sum(axis=1, keepdims=True) / n
-        return first + self._kept(rows - first).sum(axis=1, keepdims=True) / n
+        first = without_vector_tail(rows).sum(axis=1, keepdims=True) / n
+        return first + without_vector_tail(rows - first).sum(axis=1, keepdims=True) / n
 
     def row_variance(self, rows, mean):
-        return self._kept((rows - mean) ** 2).sum(axis=1, keepdims=True) / rows.dtype.type(rows.shape[1])
+        return without_vector_tail((rows - mean) ** 2).sum(axis=1, keepdims=True) / rows.dtype.type(rows.shape[1])
 
 
 class GroupStatisticsFirstTile(Mutant):
