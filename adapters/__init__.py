@@ -19,6 +19,8 @@ BUILTIN = {
     "numpy": "normspec.adapters.numpy_reference:NumpyReferenceAdapter",
     "torch": "normspec.adapters.torch_modules:TorchAdapter",
     "torch-channels-last": "normspec.adapters.torch_modules:TorchChannelsLastAdapter",
+    # Mixed-precision items only: float32 modules fed half inputs inside torch.autocast.
+    "torch-autocast": "normspec.adapters.torch_autocast:TorchAutocastAdapter",
     # SyncBatchNorm (spec DP): reported "not run" on CPU, where torch rejects it.
     "torch-sync": "normspec.adapters.torch_sync:TorchSyncAdapter",
     "flax-linen": "normspec.adapters.flax_linen:FlaxLinenAdapter",
@@ -113,7 +115,7 @@ def _takes(method, keyword: str) -> bool:
 
 
 def _extra(target: str) -> str:
-    return {"torch-channels-last": "torch", "torch-sync": "torch", "flax-linen": "jax", "flax-nnx": "jax", "flax-linen-sync": "jax", "flax-nnx-sync": "jax",
+    return {"torch-channels-last": "torch", "torch-autocast": "torch", "torch-sync": "torch", "flax-linen": "jax", "flax-nnx": "jax", "flax-linen-sync": "jax", "flax-nnx-sync": "jax",
             "keras": "tensorflow", "keras-sync": "tensorflow", "tf-nn": "tensorflow", "keras-normalization": "tensorflow",
             "onnx-reference": "onnx", "onnxruntime": "onnx", "equinox-bn-batch": "equinox", "equinox-sync": "equinox"}.get(target, target)
 

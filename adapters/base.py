@@ -89,12 +89,19 @@ class Capabilities:
     # The (input dtype, parameter dtype) pairs it runs beside the same-dtype ones (NUM-2.3), e.g.
     # (("float16", "float32"), ("bfloat16", "float32")): its calls then get `param_dtype`.
     mixed_precision: tuple = ()
+    # False for an adapter that runs only those pairs: a context that exists only under mixed precision, such
+    # as torch.autocast's region (float32 modules fed half inputs); its same-dtype calls are not run.
+    same_dtype: bool = True
 
     def __post_init__(self):
         for pair in self.mixed_precision:
             if pair not in MIXED_PRECISION:
                 raise ValueError(f"Capabilities.mixed_precision holds {pair!r}: each entry must be one of the "
                                  f"(input dtype, parameter dtype) pairs NUM-2.3 defines, {MIXED_PRECISION}")
+        if not self.same_dtype and not self.mixed_precision:
+            raise ValueError("Capabilities.same_dtype is False but mixed_precision is empty, so the adapter would run "
+                             "nothing: list the (input dtype, parameter dtype) pairs it runs (NUM-2.3), or keep "
+                             "same_dtype=True")
 
     def dtypes_for(self, op: str) -> tuple:
         return tuple(self.dtypes_by_op.get(op, self.dtypes))

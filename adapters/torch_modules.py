@@ -5,10 +5,8 @@ in their default configuration (no numerics option switched off), on "cpu" and "
 in float16, bfloat16, float32 and float64. `torch-channels-last` runs the same modules
 with 4-D and 5-D inputs (and the module) in torch.channels_last / channels_last_3d
 memory format; the logical layout stays (N, C, ...). Mixed precision (NUM-2.3) is float32
-modules fed float16/bfloat16 inputs; on CPU `torch.autocast` runs these five modules
-bit-identically to that, forward and backward (measured with torch 2.13.0, docs/benchmarks.md),
-so these items certify autocast on CPU too. On CUDA autocast casts LayerNorm and GroupNorm
-inputs to float32 first; that path is not run here.
+modules fed float16/bfloat16 inputs, outside any autocast region; `torch-autocast`
+(adapters/torch_autocast.py) runs the same calls inside `torch.autocast`.
 
 Checked against torch 2.13.0 (CPU build) and torch 2.11.0+cu130 (CUDA, on an H200).
 """
@@ -99,10 +97,14 @@ class TorchAdapter(Adapter):
         """A tensor (x or dy) in the memory format this adapter tests; subclasses change it."""
         return tensor
 
+    def _call(self, module, tensor, device):
+        """module(tensor); a subclass runs it in its context (torch.autocast)."""
+        return module(tensor)
+
     def _forward(self, module, x, device):
         module, tensor = self._layout(module, _to_torch(x, device))
         with torch.no_grad():
-            return _to_numpy(module(tensor))
+            return _to_numpy(self._call(module, tensor, device))
 
     def _build(self, cls, args, kwargs, params, dtype, device):
         """cls(*args, **kwargs) moved to the test's dtype and device, loaded with `params`
@@ -187,7 +189,10 @@ class TorchAdapter(Adapter):
         wanted = {"x": leaf, "weight": module.weight if weight is not None else None,
                   "bias": module.bias if bias is not None else None}
         inputs = {name: value for name, value in wanted.items() if value is not None}
-        grads = torch.autograd.grad(module(tensor), tuple(inputs.values()), self._format(_to_torch(dy, device)))
+        output = self._call(module, tensor, device)
+        # dy in the output's dtype, as the next op's backward hands it on where that is not x's (autocast).
+        grads = torch.autograd.grad(output, tuple(inputs.values()),
+                                    self._format(_to_torch(dy, device)).to(output.dtype))
         found = dict(zip(inputs, grads))
         return {name: _to_numpy(found[name]) if name in found else None for name in wanted}
 

@@ -20,6 +20,8 @@ step() {  # step NAME pytest-args...: one timed pytest run, its log in $OUT and 
   echo "$name: rc=$rc wall=$((SECONDS - t0))s :: $(tail -n 1 "$OUT/$name.log")"
 }
 step torch-cuda --adapter torch --adapter torch-channels-last --devices cuda -n "$W"
+# Mixed precision inside torch.autocast("cuda"): autocast's own kernels for layer_norm, group_norm and rms_norm.
+step torch-autocast-cuda --adapter torch-autocast --devices cuda -n "$W"
 step flax-cuda --adapter flax-linen --adapter flax-nnx --devices cuda -n "$W"
 # JAX's default device is the GPU here, so --devices cpu takes the adapter's jax.device_put path.
 step flax-cpu-on-gpu-host --adapter flax-linen --devices cpu --dtypes float32 -n "$W"

@@ -21,7 +21,7 @@ from normspec.adapters import BUILTIN
 
 EXPECTATIONS = Path(__file__).resolve().parents[1] / "adapters" / "expectations"
 # The modules an adapter's snippets need beyond those they import (a Keras snippet picks its backend by name).
-FRAMEWORK = {"torch": {"torch"}, "torch-channels-last": {"torch"}, "flax-linen": {"flax"}, "flax-nnx": {"flax"}, "flax-linen-sync": {"flax"}, "flax-nnx-sync": {"flax"},
+FRAMEWORK = {"torch": {"torch"}, "torch-channels-last": {"torch"}, "torch-autocast": {"torch"}, "flax-linen": {"flax"}, "flax-nnx": {"flax"}, "flax-linen-sync": {"flax"}, "flax-nnx-sync": {"flax"},
              "keras": {"tensorflow"}, "tf-nn": {"tensorflow"}, "onnx-reference": {"onnx"},
              "onnxruntime": {"onnxruntime"}, "equinox": {"equinox"}, "equinox-bn-batch": {"equinox"}, "equinox-sync": {"equinox"},
              "keras-jax": {"keras", "jax"}, "keras-torch": {"keras", "torch"}, "sklearn": {"sklearn"},

@@ -504,3 +504,34 @@ def test_mixed_precision_without_the_keyword_is_a_usage_error(monkeypatch):
     monkeypatch.setattr(sys.modules[__name__], "BrokenMixedAdapter", Broken, raising=False)
     with pytest.raises(UsageError, match=r"layer_norm take no `param_dtype`.*NUM-2\.3"):
         load_adapter(f"{__name__}:BrokenMixedAdapter")
+
+
+def test_an_adapter_of_a_mixed_precision_context_gets_the_mixed_items_alone():
+    """Capabilities(same_dtype=False), as torch-autocast declares: a test with a parameter dtype runs with the
+    declared pairs only, a test without one does not run the adapter, and declaring it with no pair is an
+    error that says the adapter would run nothing."""
+    from types import SimpleNamespace
+
+    from normspec.adapters import Capabilities, FunctionalAdapter
+    from normspec.dtypes import DTYPES, MIXED_PRECISION
+    from normspec.plugin.parametrize import parametrize
+
+    class MixedAlone(FunctionalAdapter):
+        id = "mixed-alone"
+        capabilities = Capabilities(ops=("layer_norm",), dtypes=("float16", "bfloat16"),
+                                    mixed_precision=MIXED_PRECISION, same_dtype=False)
+
+    def collected(fixtures):
+        calls = []
+        metafunc = SimpleNamespace(fixturenames=fixtures, function=lambda: None,
+                                   parametrize=lambda names, params, ids: calls.append(ids))
+        suite = SimpleNamespace(adapters=[MixedAlone()], ops=("layer_norm", "rms_norm"), dtypes=DTYPES,
+                                devices=("cpu",), device_notes={})
+        parametrize(metafunc, suite)
+        return calls[0]
+
+    assert collected(["adapter", "op", "dtype", "device", "param_dtype"]) == [
+        "mixed-alone-layer_norm-float16-cpu-float32", "mixed-alone-layer_norm-bfloat16-cpu-float32"]
+    assert collected(["adapter", "op", "dtype", "device"]) == []
+    with pytest.raises(ValueError, match="would run nothing"):
+        Capabilities(same_dtype=False)

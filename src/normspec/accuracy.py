@@ -86,8 +86,9 @@ def measure(adapter, ops, dtypes, device: str = "cpu") -> list:
     points = []
     axis = adapter.conventions.channel_axis
     for op in ops:
-        if op not in adapter.capabilities.ops or (op == "batch_norm" and not adapter.capabilities.batch_norm_training):
-            continue
+        if (op not in adapter.capabilities.ops or not adapter.capabilities.same_dtype
+                or (op == "batch_norm" and not adapter.capabilities.batch_norm_training)):
+            continue  # the sweeps call with parameters in the input's dtype
         for dtype in dtypes:
             if dtype not in adapter.capabilities.dtypes_for(op):
                 continue

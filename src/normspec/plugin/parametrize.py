@@ -37,6 +37,8 @@ def parametrize(metafunc, suite) -> None:
         caps = adapter.capabilities
         if any(not getattr(caps, need) for need in needs):
             continue
+        if not caps.same_dtype and "param_dtype" not in names:  # it runs the mixed-precision items alone
+            continue
         # A required capability that is a tuple lists the ops it holds for (backward_ops, given_statistics,
         # data_parallel_backward): such a test covers those; the others every layer, fitted scaler and
         # data-parallel op the adapter declares.
