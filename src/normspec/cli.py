@@ -58,6 +58,8 @@ def _adapter_line(adapter_id: str) -> str:
     caps = adapter.capabilities  # the layers, the fitted scalers, the scalers applied with given statistics
     ops = ", ".join(caps.ops + caps.scalers + tuple(f"{op} (given statistics)" for op in caps.given_statistics
                                                     if op not in caps.scalers))
+    if not caps.same_dtype:  # a mixed-precision context (torch-autocast): say which calls it gets
+        ops += " (mixed precision only: " + ", ".join(f"{d} with {p} parameters" for d, p in caps.mixed_precision) + ")"
     return f"{adapter_id:<20} {adapter.framework_version():<24} ops: {ops}; devices: {devices}"
 
 
