@@ -506,20 +506,24 @@ def test_mixed_precision_without_the_keyword_is_a_usage_error(monkeypatch):
         load_adapter(f"{__name__}:BrokenMixedAdapter")
 
 
-def test_an_adapter_of_a_mixed_precision_context_gets_the_mixed_items_alone():
+def test_an_adapter_of_a_mixed_precision_context_gets_the_mixed_items_alone(monkeypatch):
     """Capabilities(same_dtype=False), as torch-autocast declares: a test with a parameter dtype runs with the
-    declared pairs only, a test without one does not run the adapter, and declaring it with no pair is an
-    error that says the adapter would run nothing."""
+    declared pairs only, a test without one does not run the adapter, `normspec adapters` says so, and
+    declaring it with no pair is an error that says the adapter would run nothing."""
     from types import SimpleNamespace
 
     from normspec.adapters import Capabilities, FunctionalAdapter
+    from normspec.cli import _adapter_line
     from normspec.dtypes import DTYPES, MIXED_PRECISION
     from normspec.plugin.parametrize import parametrize
 
     class MixedAlone(FunctionalAdapter):
-        id = "mixed-alone"
+        id, framework = "mixed-alone", "numpy"
         capabilities = Capabilities(ops=("layer_norm",), dtypes=("float16", "bfloat16"),
                                     mixed_precision=MIXED_PRECISION, same_dtype=False)
+
+        def layer_norm(self, x, *, normalized_shape, weight, bias, eps, device, param_dtype=None):
+            return x
 
     def collected(fixtures):
         calls = []
@@ -533,5 +537,8 @@ def test_an_adapter_of_a_mixed_precision_context_gets_the_mixed_items_alone():
     assert collected(["adapter", "op", "dtype", "device", "param_dtype"]) == [
         "mixed-alone-layer_norm-float16-cpu-float32", "mixed-alone-layer_norm-bfloat16-cpu-float32"]
     assert collected(["adapter", "op", "dtype", "device"]) == []
+    monkeypatch.setattr(sys.modules[__name__], "MixedAloneAdapter", MixedAlone, raising=False)
+    assert ("ops: layer_norm (mixed precision only: float16 with float32 parameters, bfloat16 with float32 "
+            "parameters)") in _adapter_line(f"{__name__}:MixedAloneAdapter")
     with pytest.raises(ValueError, match="would run nothing"):
         Capabilities(same_dtype=False)
