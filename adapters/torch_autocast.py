@@ -15,7 +15,6 @@ this adapter was written): docs/benchmarks.md, "torch.autocast", says how to run
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 
 import torch
@@ -30,7 +29,6 @@ class TorchAutocastAdapter(TorchAdapter):
     capabilities = dataclasses.replace(TorchAdapter.capabilities, dtypes=("float16", "bfloat16"), same_dtype=False)
 
     def _call(self, module, tensor, device):
-        if tensor.dtype not in (torch.float16, torch.bfloat16):  # not a mixed-precision call: no region
-            return module(tensor)
+        # Every call is a mixed-precision pair (same_dtype=False), so the input is float16 or bfloat16.
         with torch.autocast(device_type=device, dtype=tensor.dtype):
             return module(tensor)
